@@ -1,0 +1,40 @@
+"""Flags and helpers shared by the command modules: host roots, pci.ids, loading a Host."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hostdev.host.fs import HostFS
+from hostdev.host.model import Host
+from hostdev.host.scan import scan_host
+
+
+def add_host_flags(parser: argparse.ArgumentParser) -> None:
+    """--sysfs-root, --dev-root, --proc-root and --host-root (env HOSTDEV_*_ROOT)."""
+    group = parser.add_argument_group("host")
+    group.add_argument("--sysfs-root", default=os.environ.get("HOSTDEV_SYSFS_ROOT"),
+                       help="sysfs root (default /sys; env HOSTDEV_SYSFS_ROOT)")
+    group.add_argument("--dev-root", default=os.environ.get("HOSTDEV_DEV_ROOT"),
+                       help="/dev root (default /dev; env HOSTDEV_DEV_ROOT)")
+    group.add_argument("--proc-root", default=os.environ.get("HOSTDEV_PROC_ROOT"),
+                       help="/proc root (default /proc; env HOSTDEV_PROC_ROOT)")
+    group.add_argument("--host-root", default=os.environ.get("HOSTDEV_HOST_ROOT"),
+                       help="a directory holding sys/, dev/ and proc/ (an example host)")
+
+
+def host_fs(args: argparse.Namespace) -> HostFS:
+    """The HostFS named by the flags; explicit roots override --host-root."""
+    base = HostFS.under(args.host_root) if args.host_root else HostFS()
+    return HostFS(
+        Path(args.sysfs_root) if args.sysfs_root else base.sys_root,
+        Path(args.dev_root) if args.dev_root else base.dev_root,
+        Path(args.proc_root) if args.proc_root else base.proc_root,
+    )
+
+
+def load_host(args: argparse.Namespace) -> tuple[HostFS, Host]:
+    """Scan the host named by the flags (raises HostReadError for a bad root)."""
+    fs = host_fs(args)
+    return fs, scan_host(fs)

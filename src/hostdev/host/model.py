@@ -1,0 +1,201 @@
+"""The read-only host model: frozen dataclasses describing PCI functions, IOMMU groups and mdevs.
+
+A `Host` is an immutable snapshot built by `hostdev.host.scan`. Everything downstream
+(selection, allocation, the device plugin, the CLI) is a pure function of snapshots.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from hostdev.errors import BadInputError
+
+VFIO_PCI = "vfio-pci"
+_ADDRESS_RE = re.compile(
+    r"^(?P<domain>[0-9a-fA-F]{4,8}):(?P<bus>[0-9a-fA-F]{2}):(?P<slot>[0-9a-fA-F]{2})"
+    r"\.(?P<function>[0-7])$"
+)
+_SLOT_MAX = 0x1F
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class PciAddress:
+    """A PCI function address DDDD:BB:SS.F (the domain may be wider than 4 digits, e.g. VMD)."""
+
+    domain: int
+    bus: int
+    slot: int
+    function: int
+
+    @classmethod
+    def parse(cls, text: str) -> PciAddress:
+        """Parse a full address strictly; raise BadInputError on anything else."""
+        match = _ADDRESS_RE.match(text)
+        if match is None:
+            raise BadInputError(f"invalid PCI address {text!r}: expected DDDD:BB:SS.F")
+        slot = int(match["slot"], 16)
+        if slot > _SLOT_MAX:
+            raise BadInputError(f"invalid PCI address {text!r}: slot {slot:#x} exceeds 0x1f")
+        return cls(int(match["domain"], 16), int(match["bus"], 16), slot, int(match["function"]))
+
+    def __str__(self) -> str:
+        return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
+
+
+@dataclass(frozen=True, slots=True)
+class MdevType:
+    """A mediated device type offered by a parent device (mdev_supported_types/<type_id>)."""
+
+    type_id: str
+    name: str
+    available_instances: int
+    device_api: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mdev:
+    """An existing mediated device."""
+
+    uuid: str
+    type_id: str
+    type_name: str
+    parent: PciAddress
+    iommu_group: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sriov:
+    """SR-IOV capability of a physical function."""
+
+    total_vfs: int
+    num_vfs: int
+    vfs: tuple[PciAddress, ...]
+    drivers_autoprobe: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PciDevice:
+    """One PCI function as the kernel shows it."""
+
+    address: PciAddress
+    vendor: str  # 4 lower-case hex digits
+    device: str
+    subsystem_vendor: str
+    subsystem_device: str
+    class_code: str  # 6 lower-case hex digits
+    revision: str  # 2 lower-case hex digits
+    driver: str | None
+    driver_override: str | None
+    iommu_group: int | None
+    numa_node: int | None
+    pci_path: tuple[str, ...] = ()  # upstream bridges, root first, e.g. ("0000:00:03.0",)
+    sriov: Sriov | None = None
+    physfn: PciAddress | None = None
+    vf_index: int | None = None
+    netdevs: tuple[str, ...] = ()
+    vfio_cdev: str | None = None  # "vfio0" when the kernel exposes vfio-dev/
+    mdev_types: tuple[MdevType, ...] = ()
+    problems: tuple[str, ...] = ()  # what could not be read, kept to explain decisions
+
+    @property
+    def vendor_device(self) -> str:
+        """The "vvvv:dddd" pair used by selectors and modprobe ids=."""
+        return f"{self.vendor}:{self.device}"
+
+    @property
+    def is_bridge(self) -> bool:
+        """True for PCI bridges of any kind (class 06xxxx: host, PCI-PCI, ISA ...)."""
+        return self.class_code.startswith("06")
+
+    @property
+    def is_vf(self) -> bool:
+        """True when this function is an SR-IOV virtual function."""
+        return self.physfn is not None
+
+    @property
+    def is_pf(self) -> bool:
+        """True when this function can create SR-IOV virtual functions."""
+        return self.sriov is not None and self.sriov.total_vfs > 0
+
+
+@dataclass(frozen=True, slots=True)
+class IommuGroup:
+    """An IOMMU group: the smallest set of functions that can be isolated from the rest."""
+
+    number: int
+    members: tuple[PciAddress, ...]
+    vfio_node: bool  # /dev/vfio/<number> exists
+
+
+@dataclass(frozen=True, slots=True)
+class Viability:
+    """Whether a group can be opened through VFIO, and which members stand in the way."""
+
+    viable: bool
+    blockers: tuple[tuple[PciAddress, str], ...]  # (member, its host driver)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedDevice:
+    """A sysfs entry the scanner could not turn into a device, with the reason."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Host:
+    """An immutable snapshot of the host's PCI functions, IOMMU groups and mdevs."""
+
+    devices: Mapping[PciAddress, PciDevice]
+    groups: Mapping[int, IommuGroup]
+    mdevs: tuple[Mdev, ...] = ()
+    skipped: tuple[SkippedDevice, ...] = ()
+    vfio_container: bool = False  # /dev/vfio/vfio exists
+    iommufd: bool = False  # /dev/iommu exists
+    _viability: dict[int, Viability] = field(default_factory=dict, compare=False, repr=False)
+
+    def device(self, address: PciAddress) -> PciDevice | None:
+        """The device at an address, or None."""
+        return self.devices.get(address)
+
+    def sorted_devices(self) -> list[PciDevice]:
+        """All devices in address order."""
+        return [self.devices[a] for a in sorted(self.devices)]
+
+    def group_of(self, address: PciAddress) -> IommuGroup | None:
+        """The IOMMU group of a device, or None when it has none."""
+        dev = self.devices.get(address)
+        if dev is None or dev.iommu_group is None:
+            return None
+        return self.groups.get(dev.iommu_group)
+
+    def group_viability(self, number: int) -> Viability:
+        """A group is viable when every member, bridges excepted, is on vfio-pci or driverless."""
+        cached = self._viability.get(number)
+        if cached is not None:
+            return cached
+        blockers: list[tuple[PciAddress, str]] = []
+        group = self.groups.get(number)
+        for member in group.members if group else ():
+            dev = self.devices.get(member)
+            if dev is None or dev.is_bridge or dev.driver in (None, VFIO_PCI):
+                continue
+            blockers.append((member, dev.driver))
+        result = Viability(not blockers, tuple(blockers))
+        self._viability[number] = result
+        return result
+
+    @cached_property
+    def mdevs_by_uuid(self) -> dict[str, Mdev]:
+        """Existing mdevs indexed by UUID."""
+        return {m.uuid: m for m in self.mdevs}
+
+    @cached_property
+    def netdev_index(self) -> dict[str, PciAddress]:
+        """Network interface name → the PCI function that carries it."""
+        return {name: d.address for d in self.devices.values() for name in d.netdevs}

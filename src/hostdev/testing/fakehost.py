@@ -1,0 +1,409 @@
+"""The fake-host builder: realistic sysfs, /dev and /proc trees in a directory.
+
+File names, contents and symlink shapes follow what a real kernel shows
+(docs/real-kernel-notes in the reference: `0x`-prefixed hex, trailing newlines, `(null)`
+driver_override, uevent with upper-case IDs and PCI_CLASS without leading zeros,
+`driver -> ../../../bus/pci/drivers/X` whose depth grows with the bridges above a device).
+Writes that the kernel would act on are emulated by `hostdev.testing.fakekernel`, which uses
+the primitives here (bind, unbind, add and remove functions) so both stay consistent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hostdev.host.fs import HostFS
+from hostdev.host.model import VFIO_PCI, PciAddress
+
+_DRIVER_FILES = ("bind", "unbind", "new_id", "remove_id", "uevent")
+
+
+@dataclass
+class _Func:
+    """What the builder remembers of a function it created."""
+
+    address: str
+    path: str  # relative to sys/, e.g. devices/pci0000:00/0000:00:03.0/0000:01:00.0
+    group: int | None
+
+
+@dataclass
+class FakeHost:
+    """A fake host rooted at `root` (root/sys, root/dev, root/proc)."""
+
+    root: Path
+    cdev: bool = False  # expose /dev/vfio/devices/vfioN and /dev/iommu (kernel 6.6+)
+    funcs: dict[str, _Func] = field(default_factory=dict)
+    _next_cdev: int = 0
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        for d in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/bus/mdev/devices",
+                  "sys/kernel/iommu_groups", "sys/module", "sys/class/iommu", "sys/class/net",
+                  "sys/class/mdev_bus", "sys/devices/virtual/iommu", "dev/vfio", "proc"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        self._put("sys/bus/pci/drivers_probe", "")
+        self._put("sys/bus/pci/rescan", "")
+        self._put("sys/bus/pci/drivers_autoprobe", "1")
+        if not (self.root / "proc/cmdline").exists():
+            self._put("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet")
+        if self.cdev:
+            self._put("dev/iommu", "")
+
+    @property
+    def fs(self) -> HostFS:
+        """The HostFS that reads this fake host."""
+        return HostFS.under(self.root)
+
+    # -- low-level helpers -------------------------------------------------------------
+    def _put(self, rel: str, text: str) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n" if text else "")
+
+    def _link(self, rel: str, target: str) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(target)
+
+    @staticmethod
+    def _up(rel_dir: str) -> str:
+        """The ../ prefix that climbs from a directory under sys/ back to sys/."""
+        return "../" * (rel_dir.count("/") + 1)
+
+    def _func(self, address: str) -> _Func:
+        try:
+            return self.funcs[address]
+        except KeyError:
+            raise KeyError(f"fake host has no device {address}") from None
+
+    def device_dir(self, address: str) -> Path:
+        """The real directory of a function (sys/devices/...)."""
+        return self.root / "sys" / self._func(address).path
+
+    # -- host-wide facts ---------------------------------------------------------------
+    def set_cmdline(self, text: str) -> FakeHost:
+        """Write /proc/cmdline."""
+        self._put("proc/cmdline", text)
+        return self
+
+    def add_iommu(self, vendor: str = "intel", *, intremap: bool = True) -> FakeHost:
+        """Create /sys/class/iommu/dmar0 (Intel, ecap bit 3 = interrupt remapping) or ivhd0."""
+        name = "dmar0" if vendor == "intel" else "ivhd0"
+        self._link(f"sys/class/iommu/{name}", f"../../devices/virtual/iommu/{name}")
+        if vendor == "intel":
+            ecap = "f00f4a" if intremap else "f00f42"
+            self._put(f"sys/devices/virtual/iommu/{name}/intel-iommu/ecap", ecap)
+            self._put(f"sys/devices/virtual/iommu/{name}/intel-iommu/cap", "d2008c22260286")
+            self._put(f"sys/devices/virtual/iommu/{name}/intel-iommu/version", "1:0")
+        else:
+            self._put(f"sys/devices/virtual/iommu/{name}/amd-iommu/features", "25bf732fa2295afe")
+        return self
+
+    def load_module(self, name: str, **params: str) -> FakeHost:
+        """Create /sys/module/<name> with parameters; vfio creates /dev/vfio/vfio."""
+        (self.root / "sys/module" / name).mkdir(parents=True, exist_ok=True)
+        for key, value in params.items():
+            self._put(f"sys/module/{name}/parameters/{key}", value)
+        if name == "vfio":
+            self._put("dev/vfio/vfio", "")
+        return self
+
+    def load_vfio(self, **vfio_pci_params: str) -> FakeHost:
+        """Load vfio, vfio_iommu_type1 and vfio_pci the way `modprobe vfio-pci` does."""
+        self.load_module("vfio", enable_unsafe_noiommu_mode="N")
+        self.load_module("vfio_iommu_type1", allow_unsafe_interrupts="N",
+                         disable_hugepages="N", dma_entry_limit="65535")
+        params = {"disable_denylist": "N", "disable_idle_d3": "N", "disable_vga": "N",
+                  "enable_sriov": "N", "nointxmask": "N", **vfio_pci_params}
+        self.load_module("vfio_pci", **params)
+        self.add_driver(VFIO_PCI, module="vfio_pci")
+        return self
+
+    def add_driver(self, name: str, module: str | None = None) -> FakeHost:
+        """Create /sys/bus/pci/drivers/<name> with bind/unbind/new_id/remove_id."""
+        base = f"sys/bus/pci/drivers/{name}"
+        for f in _DRIVER_FILES:
+            if not (self.root / base / f).exists():
+                self._put(f"{base}/{f}", "")
+        mod = module or name.replace("-", "_")
+        (self.root / "sys/module" / mod).mkdir(parents=True, exist_ok=True)
+        self._link(f"{base}/module", f"../../../../module/{mod}")
+        return self
+
+    # -- devices -----------------------------------------------------------------------
+    def add_device(
+        self,
+        address: str,
+        vendor: str,
+        device: str,
+        class_code: str,
+        *,
+        subsystem: tuple[str, str] = ("0000", "0000"),
+        revision: str = "00",
+        driver: str | None = None,
+        iommu_group: int | None = None,
+        numa_node: int = -1,
+        parent: str | None = None,
+        netdevs: tuple[str, ...] = (),
+        _parent_dir: str | None = None,
+    ) -> FakeHost:
+        """Create one PCI function with every attribute file and link the kernel makes."""
+        addr = str(PciAddress.parse(address))
+        if _parent_dir is None:
+            _parent_dir = (self._func(parent).path if parent
+                           else f"devices/pci{addr[:-8]}:{addr[-7:-5]}")
+        rel = f"{_parent_dir}/{addr}"
+        self.funcs[addr] = _Func(addr, rel, iommu_group)
+        base = f"sys/{rel}"
+        attrs = {
+            "vendor": f"0x{vendor}", "device": f"0x{device}",
+            "subsystem_vendor": f"0x{subsystem[0]}", "subsystem_device": f"0x{subsystem[1]}",
+            "class": f"0x{class_code}", "revision": f"0x{revision}",
+            "numa_node": str(numa_node), "driver_override": "(null)", "enable": "1",
+            "irq": "16", "local_cpulist": "0-1", "d3cold_allowed": "1", "reset": "",
+            "remove": "", "rescan": "", "config": "",
+            "modalias": _modalias(vendor, device, subsystem, class_code),
+        }
+        for name, value in attrs.items():
+            self._put(f"{base}/{name}", value)
+        self._link(f"{base}/subsystem", self._up(rel) + "bus/pci")
+        self._link(f"sys/bus/pci/devices/{addr}", f"../../../{rel}")
+        if iommu_group is not None:
+            self._join_group(addr, iommu_group)
+        for ifname in netdevs:
+            self.add_netdev(addr, ifname)
+        self.write_uevent(addr, driver)
+        if driver:
+            self.bind(addr, driver)
+        return self
+
+    def _join_group(self, addr: str, group: int) -> None:
+        rel = self._func(addr).path
+        gdir = f"sys/kernel/iommu_groups/{group}"
+        if not (self.root / gdir / "type").exists():
+            self._put(f"{gdir}/type", "identity")
+            self._put(f"{gdir}/reserved_regions", "0x00000000fee00000 0x00000000feefffff msi")
+        (self.root / gdir / "devices").mkdir(parents=True, exist_ok=True)
+        self._link(f"{gdir}/devices/{addr}", f"../../../../{rel}")
+        self._link(f"sys/{rel}/iommu_group", self._up(rel) + f"kernel/iommu_groups/{group}")
+        self._link(f"sys/{rel}/iommu", self._up(rel) + "devices/virtual/iommu/dmar0")
+
+    def add_netdev(self, address: str, ifname: str, *, operstate: str = "down") -> FakeHost:
+        """Give a function a network interface (device/net/<if> and /sys/class/net/<if>)."""
+        rel = self._func(address).path
+        self._put(f"sys/{rel}/net/{ifname}/operstate", operstate)
+        self._put(f"sys/{rel}/net/{ifname}/address", "52:54:00:12:34:56")
+        self._put(f"sys/{rel}/net/{ifname}/flags", "0x1002")
+        self._link(f"sys/class/net/{ifname}", f"../../{rel}/net/{ifname}")
+        return self
+
+    def add_bridge(self, address: str, *, vendor: str = "1b36", device: str = "000c",
+                   class_code: str = "060400", driver: str | None = "pcieport",
+                   iommu_group: int | None = None, parent: str | None = None) -> FakeHost:
+        """A PCI bridge or root port (pcieport by default)."""
+        if driver:
+            self.add_driver(driver)
+        return self.add_device(address, vendor, device, class_code, driver=driver,
+                               iommu_group=iommu_group, parent=parent)
+
+    def write_uevent(self, address: str, driver: str | None) -> None:
+        """Rewrite uevent the way the kernel shows it (DRIVER only when bound)."""
+        base = f"sys/{self._func(address).path}"
+        attr = {n: (self.root / base / n).read_text().strip() for n in
+                ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")}
+        hexid = {k: v.removeprefix("0x") for k, v in attr.items()}
+        lines = [f"DRIVER={driver}"] if driver else []
+        lines += [
+            f"PCI_CLASS={int(attr['class'], 16):X}",
+            f"PCI_ID={hexid['vendor'].upper()}:{hexid['device'].upper()}",
+            f"PCI_SUBSYS_ID={hexid['subsystem_vendor'].upper()}:"
+            f"{hexid['subsystem_device'].upper()}",
+            f"PCI_SLOT_NAME={address}",
+            "MODALIAS=" + (self.root / base / "modalias").read_text().strip(),
+        ]
+        self._put(f"{base}/uevent", "\n".join(lines))
+
+    def driver_of(self, address: str) -> str | None:
+        """The driver a function is bound to, or None."""
+        link = self.device_dir(address) / "driver"
+        return os.readlink(link).rpartition("/")[2] if link.is_symlink() else None
+
+    def bind(self, address: str, driver: str) -> None:
+        """Bind as the kernel does: driver link, driver dir entry, uevent, vfio nodes."""
+        self.add_driver(driver)
+        func = self._func(address)
+        self._link(f"sys/{func.path}/driver", self._up(func.path) + f"bus/pci/drivers/{driver}")
+        self._link(f"sys/bus/pci/drivers/{driver}/{address}", f"../../../../{func.path}")
+        self.write_uevent(address, driver)
+        if driver == VFIO_PCI:
+            self._attach_vfio(func)
+
+    def unbind(self, address: str) -> None:
+        """Unbind as the kernel does; /dev/vfio/<group> goes when its last vfio member goes."""
+        func = self._func(address)
+        driver = self.driver_of(address)
+        if driver is None:
+            return
+        (self.root / "sys" / func.path / "driver").unlink()
+        (self.root / f"sys/bus/pci/drivers/{driver}/{address}").unlink(missing_ok=True)
+        self.write_uevent(address, None)
+        if driver == VFIO_PCI:
+            self._detach_vfio(func)
+
+    def _attach_vfio(self, func: _Func) -> None:
+        cdev = f"vfio{self._next_cdev}"
+        self._next_cdev += 1
+        self._put(f"sys/{func.path}/vfio-dev/{cdev}/dev", f"511:{cdev[4:]}")
+        if self.cdev:
+            self._put(f"dev/vfio/devices/{cdev}", "")
+        if func.group is not None:
+            self._put(f"dev/vfio/{func.group}", "")
+
+    def _detach_vfio(self, func: _Func) -> None:
+        vdir = self.root / "sys" / func.path / "vfio-dev"
+        for cdev in os.listdir(vdir) if vdir.exists() else ():
+            (self.root / "dev/vfio/devices" / cdev).unlink(missing_ok=True)
+        shutil.rmtree(vdir, ignore_errors=True)
+        if func.group is None:
+            return
+        still = [f for f in self.funcs.values()
+                 if f.group == func.group and self.driver_of(f.address) == VFIO_PCI]
+        if not still:
+            (self.root / f"dev/vfio/{func.group}").unlink(missing_ok=True)
+
+    def remove_device(self, address: str) -> None:
+        """Remove a function as `echo 1 > remove` does (VFs of a PF go with it)."""
+        func = self._func(address)
+        for vf in self.vfs_of(address):
+            self.remove_device(vf)
+        self.unbind(address)
+        for ifname in os.listdir(self.device_dir(address) / "net") if (
+                self.device_dir(address) / "net").exists() else ():
+            (self.root / "sys/class/net" / ifname).unlink(missing_ok=True)
+        (self.root / "sys/bus/pci/devices" / address).unlink()
+        if func.group is not None:
+            gdir = self.root / f"sys/kernel/iommu_groups/{func.group}"
+            (gdir / "devices" / address).unlink(missing_ok=True)
+            if not any((gdir / "devices").iterdir()):
+                shutil.rmtree(gdir)
+        shutil.rmtree(self.root / "sys" / func.path)
+        del self.funcs[address]
+
+    # -- SR-IOV ------------------------------------------------------------------------
+    def add_pf(self, address: str, vendor: str, device: str, class_code: str, *,
+               total_vfs: int, vf_device: str, num_vfs: int = 0, vf_driver: str | None = None,
+               first_vf_group: int | None = None, offset: int = 1, stride: int = 1,
+               **kwargs: object) -> FakeHost:
+        """A physical function with SR-IOV attributes, and num_vfs VFs created at once."""
+        self.add_device(address, vendor, device, class_code, **kwargs)  # type: ignore[arg-type]
+        base = f"sys/{self._func(address).path}"
+        for name, value in (("sriov_totalvfs", total_vfs), ("sriov_numvfs", 0),
+                            ("sriov_offset", offset), ("sriov_stride", stride),
+                            ("sriov_vf_device", vf_device), ("sriov_drivers_autoprobe", 1),
+                            ("sriov_vf_total_msix", 0)):
+            self._put(f"{base}/{name}", str(value))
+        if num_vfs:
+            self.create_vfs(address, num_vfs, driver=vf_driver, first_group=first_vf_group)
+        return self
+
+    def vfs_of(self, address: str) -> list[str]:
+        """VF addresses of a PF, in virtfn order."""
+        pdir = self.device_dir(address)
+        links = sorted((int(n[6:]), n) for n in os.listdir(pdir) if n.startswith("virtfn"))
+        return [os.readlink(pdir / n).rpartition("/")[2] for _, n in links]
+
+    def create_vfs(self, pf: str, count: int, *, driver: str | None = None,
+                   first_group: int | None = None) -> list[str]:
+        """Create VFs the way the kernel does on `echo N > sriov_numvfs`."""
+        pdir = self.device_dir(pf)
+        pf_addr = PciAddress.parse(pf)
+        vendor = (pdir / "vendor").read_text().strip()[2:]
+        vf_device = (pdir / "sriov_vf_device").read_text().strip()
+        class_code = (pdir / "class").read_text().strip()[2:]
+        offset = int((pdir / "sriov_offset").read_text())
+        stride = int((pdir / "sriov_stride").read_text())
+        numa = int((pdir / "numa_node").read_text())
+        group = first_group if first_group is not None else self._next_group()
+        parent_dir = str(Path(self._func(pf).path).parent)
+        created = []
+        for index in range(count):
+            routing = (pf_addr.slot << 3 | pf_addr.function) + offset + index * stride
+            vf = str(PciAddress(pf_addr.domain, pf_addr.bus + (routing >> 8),
+                                (routing >> 3) & 0x1F, routing & 7))
+            self.add_device(vf, vendor, vf_device, class_code, iommu_group=group + index,
+                            numa_node=numa, driver=driver, _parent_dir=parent_dir)
+            self._link(f"sys/{self._func(vf).path}/physfn", f"../{pf}")
+            self._link(f"sys/{self._func(pf).path}/virtfn{index}", f"../{vf}")
+            created.append(vf)
+        self._put(f"sys/{self._func(pf).path}/sriov_numvfs", str(count))
+        return created
+
+    def destroy_vfs(self, pf: str) -> None:
+        """Remove every VF of a PF, as `echo 0 > sriov_numvfs` does."""
+        for index, vf in enumerate(self.vfs_of(pf)):
+            self.remove_device(vf)
+            (self.device_dir(pf) / f"virtfn{index}").unlink()
+        self._put(f"sys/{self._func(pf).path}/sriov_numvfs", "0")
+
+    def _next_group(self) -> int:
+        groups = [int(g) for g in os.listdir(self.root / "sys/kernel/iommu_groups")]
+        return max(groups, default=-1) + 1
+
+    # -- mediated devices --------------------------------------------------------------
+    def add_mdev_type(self, parent: str, type_id: str, name: str, *, available: int,
+                      device_api: str = "vfio-pci", description: str = "") -> FakeHost:
+        """Offer an mdev type on a parent (mdev_supported_types/<type_id>/...)."""
+        base = f"sys/{self._func(parent).path}"
+        tdir = f"{base}/mdev_supported_types/{type_id}"
+        for fname, value in (("name", name), ("available_instances", str(available)),
+                             ("device_api", device_api), ("description", description),
+                             ("create", "")):
+            self._put(f"{tdir}/{fname}", value)
+        (self.root / tdir / "devices").mkdir(exist_ok=True)
+        self._link(f"sys/class/mdev_bus/{parent}", f"../../{self._func(parent).path}")
+        return self
+
+    def add_mdev(self, parent: str, type_id: str, uuid: str) -> int:
+        """Create an mdev as a write of its UUID to `create` does; returns its group."""
+        prel = self._func(parent).path
+        tdir = self.root / "sys" / prel / "mdev_supported_types" / type_id
+        rel = f"{prel}/{uuid}"
+        group = self._next_group()
+        self._put(f"sys/{rel}/remove", "")
+        self._link(f"sys/{rel}/mdev_type", f"../mdev_supported_types/{type_id}")
+        self._link(f"sys/{rel}/iommu_group", self._up(rel) + f"kernel/iommu_groups/{group}")
+        self._put(f"sys/kernel/iommu_groups/{group}/type", "DMA")
+        self._link(f"sys/kernel/iommu_groups/{group}/devices/{uuid}", f"../../../../{rel}")
+        self._link(f"sys/bus/mdev/devices/{uuid}", f"../../../{rel}")
+        self._link(f"{tdir.relative_to(self.root)}/devices/{uuid}", f"../../../{uuid}")
+        available = int((tdir / "available_instances").read_text())
+        (tdir / "available_instances").write_text(f"{available - 1}\n")
+        self._put(f"dev/vfio/{group}", "")
+        return group
+
+    def remove_mdev(self, uuid: str) -> None:
+        """Remove an mdev as `echo 1 > remove` does; available_instances goes back up."""
+        link = self.root / "sys/bus/mdev/devices" / uuid
+        rel = os.path.normpath(os.path.join("bus/mdev/devices", os.readlink(link)))
+        mdir = self.root / "sys" / rel
+        tdir = (mdir / os.readlink(mdir / "mdev_type")).resolve()
+        group = os.readlink(mdir / "iommu_group").rpartition("/")[2]
+        available = int((tdir / "available_instances").read_text())
+        (tdir / "available_instances").write_text(f"{available + 1}\n")
+        (tdir / "devices" / uuid).unlink()
+        link.unlink()
+        shutil.rmtree(self.root / f"sys/kernel/iommu_groups/{group}")
+        (self.root / f"dev/vfio/{group}").unlink(missing_ok=True)
+        shutil.rmtree(mdir)
+
+
+def _modalias(vendor: str, device: str, subsystem: tuple[str, str], class_code: str) -> str:
+    cls = class_code.upper()
+    return (f"pci:v0000{vendor.upper()}d0000{device.upper()}sv0000{subsystem[0].upper()}"
+            f"sd0000{subsystem[1].upper()}bc{cls[0:2]}sc{cls[2:4]}i{cls[4:6]}")
