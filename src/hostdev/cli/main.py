@@ -17,9 +17,8 @@ from hostdev import __version__
 from hostdev.errors import HostdevError
 
 # Each module defines register(subparsers); the handler it sets returns the exit code.
-COMMAND_MODULES = (
-    "hostdev.cli.inventory",
-    "hostdev.cli.example",
+COMMAND_MODULES: tuple[str, ...] = (
+    # one line per module; keep sorted to make merges trivial
 )
 
 
