@@ -13,7 +13,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hostdev.config.model import (
     DEFAULT_PREFIX,
@@ -47,7 +47,7 @@ class Resource:
     name: str
     kind: ResourceKind
     devices: tuple[ServedDevice, ...]
-    options: ResourceOptions = ResourceOptions()
+    options: ResourceOptions = field(default_factory=ResourceOptions)
 
 
 Check = Callable[[Selector, PciDevice, Host], bool]
@@ -87,8 +87,7 @@ def _pf_name(sel: Selector, dev: PciDevice, host: Host) -> bool:
     return any(m.matches_vf(pf.netdevs, dev.vf_index) for m in sel.pf_names)
 
 
-PCI_CHECKS: tuple[Check, ...] = (_vendor, _device, _address, _class, _subsystem, _driver,
-                                 _pf_name)
+PCI_CHECKS: tuple[Check, ...] = (_vendor, _device, _address, _class, _subsystem, _driver, _pf_name)
 
 
 def selector_matches(selector: Selector, dev: PciDevice, host: Host) -> bool:
@@ -112,8 +111,9 @@ def is_servable(dev: PciDevice) -> bool:
 
 def served_pci(dev: PciDevice) -> ServedDevice:
     """The served form of a PCI function."""
-    return ServedDevice(str(dev.address), dev.address, dev.iommu_group, dev.numa_node,
-                        dev.vfio_cdev, dev.physfn)
+    return ServedDevice(
+        str(dev.address), dev.address, dev.iommu_group, dev.numa_node, dev.vfio_cdev, dev.physfn
+    )
 
 
 def served_mdev(mdev: Mdev, host: Host) -> ServedDevice:
@@ -142,8 +142,9 @@ def select(host: Host, config: Config) -> tuple[Resource, ...]:
         spec = next((s for s in config.resources if _takes_mdev(s, mdev)), None)
         if spec is not None:
             chosen[spec.name].append(served_mdev(mdev, host))
-    return tuple(Resource(s.name, s.kind, tuple(chosen[s.name]), s.options)
-                 for s in config.resources)
+    return tuple(
+        Resource(s.name, s.kind, tuple(chosen[s.name]), s.options) for s in config.resources
+    )
 
 
 def _takes_mdev(spec: ResourceSpec, mdev: Mdev) -> bool:

@@ -26,10 +26,12 @@ from hostdev.config import patterns
 from hostdev.config.model import (
     Config,
     KubeVirtEntries,
+    ResourceKind,
     ResourceOptions,
     ResourceSpec,
     Selector,
 )
+from hostdev.config.patterns import AddressMatcher
 from hostdev.config.schema import FileSchema, PermittedHostDevicesSchema, ResourceSchema
 from hostdev.errors import ConfigError
 
@@ -90,8 +92,11 @@ def _unwrap_custom_resource(file: str, document: dict[str, Any]) -> tuple[tuple[
         if node is not None:
             return path, {"permittedHostDevices": node}
     kind = document.get("kind", "custom resource")
-    raise ConfigError(file, "spec", f"this {kind} has no spec.configuration.permittedHostDevices "
-                      "or spec.permittedHostDevices")
+    raise ConfigError(
+        file,
+        "spec",
+        f"this {kind} has no spec.configuration.permittedHostDevices or spec.permittedHostDevices",
+    )
 
 
 def _config_error(file: str, prefix: tuple[str, ...], err: ValidationError) -> ConfigError:
@@ -112,7 +117,7 @@ def _config_error(file: str, prefix: tuple[str, ...], err: ValidationError) -> C
 
 def _native(schema: ResourceSchema, origin: str) -> ResourceSpec:
     selectors = tuple(_selector(s) for s in schema.selectors)
-    kind = "mdev" if any(s.mdev_name for s in selectors) else "pci"
+    kind: ResourceKind = "mdev" if any(s.mdev_name for s in selectors) else "pci"
     excludes = tuple(e for text in schema.exclude for e in patterns.parse_exclusion(text))
     options = ResourceOptions(tuple(dict.fromkeys(schema.env)), schema.bind, schema.reset)
     return ResourceSpec(schema.name, kind, selectors, excludes, options, origin)
@@ -120,10 +125,11 @@ def _native(schema: ResourceSchema, origin: str) -> ResourceSpec:
 
 def _selector(schema: Any) -> Selector:
     address = schema.address
+    matcher: AddressMatcher | None = None
     if isinstance(address, str):
         matcher = patterns.parse_address_glob(address)
-    else:
-        matcher = None if address is None else patterns.parse_address_regex(address)
+    elif address is not None:
+        matcher = patterns.parse_address_regex(address)
     pf_names = schema.pf_name if isinstance(schema.pf_name, list) else [schema.pf_name]
     return Selector(
         vendor=schema.vendor,
@@ -137,30 +143,39 @@ def _selector(schema: Any) -> Selector:
     )
 
 
-def _kubevirt(block: PermittedHostDevicesSchema, path: str, entries: KubeVirtEntries
-              ) -> tuple[list[ResourceSpec], list[str]]:
+def _kubevirt(
+    block: PermittedHostDevicesSchema, path: str, entries: KubeVirtEntries
+) -> tuple[list[ResourceSpec], list[str]]:
     served: dict[tuple[str, str], ResourceSpec] = {}
     skipped: list[str] = []
-    pci = [(e, "pci", Selector(device=e.selector)) for e in block.pciHostDevices]
-    mdev = [(e, "mdev", Selector(mdev_name=e.mdev_name_selector)) for e in block.mediatedDevices]
+    pci: list[tuple[Any, ResourceKind, Selector]] = [
+        (e, "pci", Selector(device=e.selector)) for e in block.pciHostDevices
+    ]
+    mdev: list[tuple[Any, ResourceKind, Selector]] = [
+        (e, "mdev", Selector(mdev_name=e.mdev_name_selector)) for e in block.mediatedDevices
+    ]
     counters = {"pci": 0, "mdev": 0}
     for entry, kind, selector in pci + mdev:
         key = "pciHostDevices" if kind == "pci" else "mediatedDevices"
         origin = f"{path}.{key}[{counters[kind]}]"
         counters[kind] += 1
         if not entry.external_resource_provider and entries == "external":
-            skipped.append(f"{origin}: skipping {entry.resource_name}: KubeVirt serves it itself "
-                           "(externalResourceProvider is not true; kubevirtEntries: all "
-                           "overrides)")
+            skipped.append(
+                f"{origin}: skipping {entry.resource_name}: KubeVirt serves it itself "
+                "(externalResourceProvider is not true; kubevirtEntries: all "
+                "overrides)"
+            )
             continue
         # KubeVirt lets several selectors feed one resourceName: merge them.
         earlier = served.get((entry.resource_name, kind))
         if earlier is not None:
             served[(entry.resource_name, kind)] = replace(
-                earlier, selectors=(*earlier.selectors, selector))
+                earlier, selectors=(*earlier.selectors, selector)
+            )
             continue
         served[(entry.resource_name, kind)] = ResourceSpec(
-            entry.resource_name, kind, (selector,), origin=origin)  # type: ignore[arg-type]
+            entry.resource_name, kind, (selector,), origin=origin
+        )
     if block.usb:
         skipped.append(f"{path}.usb: USB devices are not served by hostdev")
     return list(served.values()), skipped
@@ -170,6 +185,7 @@ def _check_unique(file: str, resources: list[ResourceSpec]) -> None:
     seen: dict[str, str] = {}
     for spec in resources:
         if spec.name in seen:
-            raise ConfigError(file, spec.origin, f"resource {spec.name} is already defined at "
-                              f"{seen[spec.name]}")
+            raise ConfigError(
+                file, spec.origin, f"resource {spec.name} is already defined at {seen[spec.name]}"
+            )
         seen[spec.name] = spec.origin

@@ -115,15 +115,21 @@ def parse_address_regex(fields: dict[str, str]) -> AddressMatcher:
     """Build a matcher from nova's dict form {domain, bus, slot, function} of regexes."""
     unknown = sorted(set(fields) - set(_ADDRESS_FIELDS))
     if unknown:
-        raise ValueError(f"unknown address field(s) {', '.join(unknown)}; use domain/bus/slot/"
-                         "function")
+        raise ValueError(
+            f"unknown address field(s) {', '.join(unknown)}; use domain/bus/slot/function"
+        )
     for name, pattern in fields.items():
         try:
             re.compile(pattern)
         except re.error as err:
             raise ValueError(f"{name} regex {pattern!r} is invalid: {err}") from err
-    return AddressMatcher(fields.get("domain"), fields.get("bus"), fields.get("slot"),
-                          fields.get("function"), regex=True)
+    return AddressMatcher(
+        fields.get("domain"),
+        fields.get("bus"),
+        fields.get("slot"),
+        fields.get("function"),
+        regex=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +199,9 @@ def _full_address(entry: str, text: str) -> AddressMatcher:
         address = PciAddress.parse(text)
     except BadInputError as err:
         raise ValueError(f"{entry!r}: {text!r} is not a full PCI address DDDD:BB:SS.F") from err
-    return AddressMatcher(f"{address.domain:x}", f"{address.bus:x}", f"{address.slot:x}",
-                          f"{address.function:x}")
+    return AddressMatcher(
+        f"{address.domain:x}", f"{address.bus:x}", f"{address.slot:x}", f"{address.function:x}"
+    )
 
 
 def check_resource_name(name: str) -> str:
@@ -209,6 +216,8 @@ def check_resource_name(name: str) -> str:
     if len(domain) > 253 or not _DNS_SUBDOMAIN.match(domain):
         raise ValueError(f"{name!r}: domain {domain!r} is not a lower-case DNS subdomain")
     if len(short) > 63 or not _QUALIFIED_NAME.match(short):
-        raise ValueError(f"{name!r}: name {short!r} must be 1-63 characters of [A-Za-z0-9._-] "
-                         "starting and ending with a letter or digit")
+        raise ValueError(
+            f"{name!r}: name {short!r} must be 1-63 characters of [A-Za-z0-9._-] "
+            "starting and ending with a letter or digit"
+        )
     return name

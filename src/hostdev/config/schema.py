@@ -165,8 +165,8 @@ class PermittedHostDevicesSchema(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pciHostDevices: list[PciHostDeviceSchema] = []  # noqa: N815 - KubeVirt's key names
-    mediatedDevices: list[MediatedDeviceSchema] = []  # noqa: N815
+    pciHostDevices: list[PciHostDeviceSchema] = []
+    mediatedDevices: list[MediatedDeviceSchema] = []
     usb: list[dict[str, object]] = []  # accepted so a pasted block validates; never served
 
 
@@ -176,8 +176,8 @@ class FileSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     resources: list[ResourceSchema] = []
-    permittedHostDevices: PermittedHostDevicesSchema | None = None  # noqa: N815
-    kubevirtEntries: Literal["external", "all"] = "external"  # noqa: N815
+    permittedHostDevices: PermittedHostDevicesSchema | None = None
+    kubevirtEntries: Literal["external", "all"] = "external"
 
     @model_validator(mode="after")
     def _something(self) -> FileSchema:

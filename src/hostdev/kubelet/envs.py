@@ -39,8 +39,9 @@ def env_value(ids: Iterable[str]) -> str:
     return ",".join(ids)
 
 
-def container_envs(resource_name: str, kind: ResourceKind, families: Sequence[EnvFamily],
-                   ids: Sequence[str]) -> dict[str, str]:
+def container_envs(
+    resource_name: str, kind: ResourceKind, families: Sequence[EnvFamily], ids: Sequence[str]
+) -> dict[str, str]:
     """Every variable one container gets for its devices of one resource."""
     value = env_value(ids)
     envs: dict[str, str] = {}

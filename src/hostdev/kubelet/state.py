@@ -74,8 +74,9 @@ class AllocationError(Exception):
 class AvailabilityPolicy(Protocol):
     """Decides which devices are blocked by what is in use."""
 
-    def blocked(self, host: Host, resources: Sequence[Resource], in_use: frozenset[str]
-                ) -> Mapping[str, str]:
+    def blocked(
+        self, host: Host, resources: Sequence[Resource], in_use: frozenset[str]
+    ) -> Mapping[str, str]:
         """Device ID → reason, for devices that must not be handed out now."""
         ...
 
@@ -87,8 +88,9 @@ class AvailabilityPolicy(Protocol):
 class NoAccounting:
     """The default policy: nothing is blocked, claims are not tracked."""
 
-    def blocked(self, host: Host, resources: Sequence[Resource], in_use: frozenset[str]
-                ) -> Mapping[str, str]:
+    def blocked(
+        self, host: Host, resources: Sequence[Resource], in_use: frozenset[str]
+    ) -> Mapping[str, str]:
         """Nothing is blocked."""
         return {}
 
@@ -109,8 +111,9 @@ def intrinsic_problem(device: ServedDevice, host: Host) -> str | None:
 class DeviceTable:
     """Per-resource device state; publishes a new snapshot on every change."""
 
-    def __init__(self, config: Config, host: Host,
-                 policy: AvailabilityPolicy | None = None) -> None:
+    def __init__(
+        self, config: Config, host: Host, policy: AvailabilityPolicy | None = None
+    ) -> None:
         self.config = config
         self.host = host
         self.policy: AvailabilityPolicy = policy or NoAccounting()
@@ -170,11 +173,17 @@ class DeviceTable:
         """The IDs last reported in use."""
         return self._in_use
 
-    def claim(self, name: str, ids: Sequence[str]) -> tuple[ServedDevice, ...]:
-        """Check an Allocate request; return its devices or raise AllocationError (and publish)."""
+    def claim(
+        self, name: str, requests: Sequence[Sequence[str]]
+    ) -> tuple[tuple[ServedDevice, ...], ...]:
+        """Check every container request of one Allocate call, then claim them all together.
+
+        Raises AllocationError (after publishing the current list) when any ID is unknown or
+        unusable, so a call never half-succeeds."""
         snapshot = self._snapshots.get(name)
         if snapshot is None:
             raise AllocationError("unusable", f"resource {name} is no longer served")
+        ids = [i for request in requests for i in request]
         unknown = [i for i in ids if i not in snapshot.by_id]
         if unknown:
             self.republish(name)
@@ -184,8 +193,9 @@ class DeviceTable:
             self.republish(name)
             text = "; ".join(f"{i}: {why}" for i, why in bad)
             raise AllocationError("unusable", f"{name}: device(s) not usable: {text}")
-        self.policy.claimed(snapshot.resource, ids)
-        return tuple(snapshot.by_id[i].device for i in ids)
+        for request in requests:
+            self.policy.claimed(snapshot.resource, request)
+        return tuple(tuple(snapshot.by_id[i].device for i in request) for request in requests)
 
     def republish(self, name: str) -> None:
         """Send the current list again (after a refused Allocate) with the latest health."""
@@ -213,8 +223,7 @@ class DeviceTable:
                 continue
             self._version += 1
             by_id = {v.device.id: v for v in views}
-            self._snapshots[resource.name] = ResourceSnapshot(resource, views, self._version,
-                                                              by_id)
+            self._snapshots[resource.name] = ResourceSnapshot(resource, views, self._version, by_id)
             self._log_changes(old, views, resource.name)
             event = self._changed.get(resource.name)
             self._changed[resource.name] = asyncio.Event()
@@ -222,12 +231,16 @@ class DeviceTable:
                 event.set()
 
     def _problem(self, device: ServedDevice, blocked: Mapping[str, str]) -> str | None:
-        return (self._health.get(device.id) or intrinsic_problem(device, self.host)
-                or blocked.get(device.id))
+        return (
+            self._health.get(device.id)
+            or intrinsic_problem(device, self.host)
+            or blocked.get(device.id)
+        )
 
     @staticmethod
-    def _log_changes(old: ResourceSnapshot | None, views: tuple[DeviceView, ...],
-                     name: str) -> None:
+    def _log_changes(
+        old: ResourceSnapshot | None, views: tuple[DeviceView, ...], name: str
+    ) -> None:
         if old is None:
             healthy = sum(v.healthy for v in views)
             log.info("resource %s: %d device(s), %d healthy", name, len(views), healthy)
