@@ -156,7 +156,7 @@ def test_kubevirt_entries_sharing_a_resource_name_merge(tmp_path: Path) -> None:
 def test_native_and_kubevirt_forms_together(tmp_path: Path) -> None:
     text = "resources:\n- {name: example.com/qat, selectors: [{device: '8086:6f54'}]}\n"
     config = load_config(write(tmp_path, text + KUBEVIRT_BLOCK))
-    assert [r.name for r in config.resources][0] == "example.com/qat"
+    assert config.resources[0].name == "example.com/qat"
     assert len(config.resources) == 3
 
 
@@ -291,12 +291,14 @@ BAD = [
         "not a network interface name",
     ),
     (
-        "resources:\n- {name: example.com/v, selectors: [{mdevName: 'GRID T4-1Q', vendor: '10de'}]}\n",
+        "resources:\n- {name: example.com/v,\n"
+        "   selectors: [{mdevName: 'GRID T4-1Q', vendor: '10de'}]}\n",
         "resources[0].selectors[0]",
         "cannot be combined",
     ),
     (
-        "resources:\n- {name: example.com/v, selectors: [{mdevName: 'GRID T4-1Q'}, {vendor: '10de'}]}\n",
+        "resources:\n- {name: example.com/v,\n"
+        "   selectors: [{mdevName: 'GRID T4-1Q'}, {vendor: '10de'}]}\n",
         "resources[0]",
         "either PCI devices or mdevs",
     ),
@@ -371,7 +373,8 @@ BAD = [
     ),
     (
         "apiVersion: kubevirt.io/v1\nkind: KubeVirt\nspec:\n  configuration:\n"
-        "    permittedHostDevices:\n      pciHostDevices:\n      - {pciVendorSelector: '10de:1eb8'}\n",
+        "    permittedHostDevices:\n      pciHostDevices:\n"
+        "      - {pciVendorSelector: '10de:1eb8'}\n",
         "spec.configuration.permittedHostDevices.pciHostDevices[0].resourceName",
         "required",
     ),
