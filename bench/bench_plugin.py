@@ -45,8 +45,17 @@ def _ms(seconds: float) -> str:
 
 async def _spawn(root: Path, plugin_dir: Path, *extra: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hostdev.cli.main", "serve", "--host-root", str(root),
-        "--plugin-dir", str(plugin_dir), *extra, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "hostdev.cli.main",
+        "serve",
+        "--host-root",
+        str(root),
+        "--plugin-dir",
+        str(plugin_dir),
+        *extra,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
@@ -55,12 +64,14 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 
 async def _ready(sim: KubeletSimulator, expected: dict[str, int]) -> None:
-    await sim.wait_for(lambda: all(sim.allocatable().get(n) == c for n, c in expected.items()),
-                       timeout=60)
+    await sim.wait_for(
+        lambda: all(sim.allocatable().get(n) == c for n, c in expected.items()), timeout=60
+    )
 
 
-async def _start_once(root: Path, plugin_dir: Path, expected: dict[str, int],
-                      extra: tuple[str, ...]) -> float:
+async def _start_once(
+    root: Path, plugin_dir: Path, expected: dict[str, int], extra: tuple[str, ...]
+) -> float:
     async with KubeletSimulator(plugin_dir, write_checkpoint=False) as sim:
         started = time.perf_counter()
         proc = await _spawn(root, plugin_dir, *extra)
@@ -75,30 +86,44 @@ async def _start_times(tmp: Path) -> list[str]:
     root = tmp / "gpu"
     build_example("gpu-node", root)
     cases = [
-        ("no config (3 resources)", (), {"devices.kubevirt.io/10de_1eb8": 2,
-                                          "devices.kubevirt.io/10de_2184": 1,
-                                          "devices.kubevirt.io/10de_1aeb": 1}),
-        ("examples/gpu-node.yaml (2 resources)", ("--config", str(CONFIG)),
-         {"nvidia.com/TU104GL_Tesla_T4": 2, "example.com/geforce": 2}),
+        (
+            "no config (3 resources)",
+            (),
+            {
+                "devices.kubevirt.io/10de_1eb8": 2,
+                "devices.kubevirt.io/10de_2184": 1,
+                "devices.kubevirt.io/10de_1aeb": 1,
+            },
+        ),
+        (
+            "examples/gpu-node.yaml (2 resources)",
+            ("--config", str(CONFIG)),
+            {"nvidia.com/TU104GL_Tesla_T4": 2, "example.com/geforce": 2},
+        ),
     ]
     lines = ["| start → all registered (GPU node) | p50 | max | target |", "|---|---|---|---|"]
     for label, extra, expected in cases:
-        times = [await _start_once(root, tmp / "dp", expected, extra)
-                 for _ in range(START_ROUNDS)]
-        lines.append(f"| {label}, {START_ROUNDS} runs | {_ms(statistics.median(times))} | "
-                     f"{_ms(max(times))} | ≤ 700 ms |")
+        times = [await _start_once(root, tmp / "dp", expected, extra) for _ in range(START_ROUNDS)]
+        lines.append(
+            f"| {label}, {START_ROUNDS} runs | {_ms(statistics.median(times))} | "
+            f"{_ms(max(times))} | ≤ 700 ms |"
+        )
     return lines
 
 
 def _rss_kib(pid: int) -> tuple[int, int]:
-    fields = dict(line.split(":", 1) for line in
-                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
+    )
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
 async def _allocate_latencies(plugin_dir: Path, resource: str, device: str) -> list[float]:
-    request = pb.AllocateRequest(container_requests=[
-        pb.ContainerAllocateRequest(devices_ids=[device])])
+    request = pb.AllocateRequest(
+        container_requests=[pb.ContainerAllocateRequest(devices_ids=[device])]
+    )
     async with grpc.aio.insecure_channel(f"unix://{plugin_dir / socket_name(resource)}") as ch:
         stub = pb_grpc.DevicePluginStub(ch)
         await stub.Allocate(request)  # connect and warm up
@@ -116,8 +141,9 @@ async def _restart_times(sim: KubeletSimulator, names: list[str]) -> list[float]
         before = {n: sim.registration_count(n) for n in names}
         started = time.perf_counter()
         await sim.restart()
-        await sim.wait_for(lambda b=before: all(sim.registration_count(n) > b[n] for n in names),
-                           timeout=60)
+        await sim.wait_for(
+            lambda b=before: all(sim.registration_count(n) > b[n] for n in names), timeout=60
+        )
         times.append(time.perf_counter() - started)
     return times
 
@@ -132,8 +158,9 @@ async def _large_host(tmp: Path) -> list[str]:
         try:
             await _ready(sim, expected)
             rss, _ = _rss_kib(proc.pid)
-            latencies = await _allocate_latencies(plugin_dir, "devices.kubevirt.io/8086_1889",
-                                                  _first_device(sim))
+            latencies = await _allocate_latencies(
+                plugin_dir, "devices.kubevirt.io/8086_1889", _first_device(sim)
+            )
             restarts = await _restart_times(sim, list(expected))
             _, peak = _rss_kib(proc.pid)
         finally:
@@ -145,10 +172,10 @@ def _first_device(sim: KubeletSimulator) -> str:
     return sorted(sim.devices("devices.kubevirt.io/8086_1889"))[0]
 
 
-def _large_lines(rss: int, peak: int, latencies: list[float], restarts: list[float]
-                 ) -> list[str]:
+def _large_lines(rss: int, peak: int, latencies: list[float], restarts: list[float]) -> list[str]:
     return [
-        "| 4,096 devices served (synthetic host) | figure | target |", "|---|---|---|",
+        "| 4,096 devices served (synthetic host) | figure | target |",
+        "|---|---|---|",
         f"| RSS after registration | {rss / 1024:.1f} MiB | ≤ 45 MiB |",
         f"| peak RSS (after {ALLOCATE_CALLS} Allocates and {RESTARTS} kubelet restarts) | "
         f"{peak / 1024:.1f} MiB | ≤ 45 MiB |",
