@@ -192,6 +192,8 @@ def _with_companions(
     seen = set(addresses)
     for address in addresses:
         plan.append((address, None))
+        if host.devices[address].is_bridge:
+            continue  # refused anyway; its group members are not its companions
         for member in companions(host, address, seen):
             plan.append((member, address))
             seen.add(member)
