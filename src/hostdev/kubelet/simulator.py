@@ -39,13 +39,13 @@ from typing import Any
 import grpc
 
 from hostdev.errors import BadInputError, HostdevError
-from hostdev.kubelet import node
+from hostdev.kubelet import admission, node
+from hostdev.kubelet.admission import AllocationError
 from hostdev.kubelet.api import deviceplugin_pb2 as dp
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as dp_grpc
 from hostdev.kubelet.constants import (
     CHECKPOINT_NAME,
     KUBELET_SOCKET_NAME,
-    PRE_START_CONTAINER_TIMEOUT_S,
     REGISTER_DIAL_TIMEOUT_S,
     SUPPORTED_VERSIONS,
     UNHEALTHY,
@@ -54,14 +54,12 @@ from hostdev.kubelet.node import Container, Pod, ResourceState
 from hostdev.kubelet.resourcename import invalid_resource_name_message, is_extended_resource_name
 from hostdev.kubelet.simservers import PodResourcesService, RegistrationService, go_status
 
+__all__ = ["AllocationError", "KubeletSimulator", "RegistrationRecord", "RegistrationRejected"]
+
 log = logging.getLogger(__name__)
 
 MAX_UNIX_PATH = 107
 DEFAULT_WAIT_S = 10.0
-
-
-class AllocationError(HostdevError):
-    """Pod admission failed; the message is the kubelet's own."""
 
 
 class RegistrationRejected(HostdevError):
@@ -392,7 +390,7 @@ class KubeletSimulator:
         Raises AllocationError (pod not created) when admission fails. A failed
         PreStartContainer leaves the pod admitted with the container's start_error set.
         """
-        _check_pod_spec(name, containers)
+        admission.check_pod_spec(name, containers)
         if (namespace, name) in self._pods:
             raise BadInputError(f'pod "{namespace}/{name}" already exists')
         async with self._admission:
@@ -428,20 +426,10 @@ class KubeletSimulator:
             raise AllocationError(f"unknown Device Plugin {resource}")
         preferred: list[str] = []
         if endpoint.options.get_preferred_allocation_available:
-            preferred = await self._preferred(endpoint, available, needed)
-        chosen = [i for i in dict.fromkeys(preferred) if i in available][:needed]
-        chosen += [i for i in sorted(available) if i not in chosen][: needed - len(chosen)]
+            preferred = await admission.preferred_ids(endpoint.stub, available, needed)
+        chosen = admission.choose(preferred, available, needed)
         container.devices[resource] = chosen
-        request = dp.AllocateRequest(
-            container_requests=[dp.ContainerAllocateRequest(devices_ids=chosen)]
-        )
-        try:
-            response = await endpoint.stub.Allocate(request)
-        except grpc.aio.AioRpcError as err:
-            raise AllocationError(go_status(err)) from err
-        if not response.container_responses:
-            raise AllocationError(f"no containers return in allocation response {response}")
-        container.responses[resource] = response.container_responses[0]
+        container.responses[resource] = await admission.allocate(endpoint.stub, chosen)
         state = self._resources[resource]
         container.numa[resource] = {i: state.numa_nodes(i) for i in chosen}
 
@@ -462,53 +450,13 @@ class KubeletSimulator:
             )
         return available
 
-    async def _preferred(self, endpoint: _Endpoint, available: set[str], size: int) -> list[str]:
-        request = dp.PreferredAllocationRequest(
-            container_requests=[
-                dp.ContainerPreferredAllocationRequest(
-                    available_deviceIDs=sorted(available),
-                    must_include_deviceIDs=[],
-                    allocation_size=size,
-                )
-            ]
-        )
-        try:
-            response = await endpoint.stub.GetPreferredAllocation(request)
-        except grpc.aio.AioRpcError as err:
-            raise AllocationError(
-                f"device plugin GetPreferredAllocation rpc failed with err: {go_status(err)}"
-            ) from err
-        if not response.container_responses:
-            return []
-        return list(response.container_responses[0].deviceIDs)
-
     async def _start_containers(self, pod: Pod) -> None:
         for container in pod.containers:
             for resource, ids in container.devices.items():
                 endpoint = self._endpoints.get(resource)
                 if endpoint is None or not endpoint.options.pre_start_required:
                     continue
-                request = dp.PreStartContainerRequest(devices_ids=ids)
-                try:
-                    await endpoint.stub.PreStartContainer(
-                        request, timeout=PRE_START_CONTAINER_TIMEOUT_S
-                    )
-                except grpc.aio.AioRpcError as err:
-                    container.start_error = (
-                        f"device plugin PreStartContainer rpc failed with err: {go_status(err)}"
-                    )
+                container.start_error = await admission.pre_start(endpoint.stub, ids)
+                if container.start_error:
                     self._bump()
                     break
-
-
-def _check_pod_spec(name: str, containers: Mapping[str, Mapping[str, int]]) -> None:
-    if not name:
-        raise BadInputError("a pod needs a name")
-    if not containers:
-        raise BadInputError(f"pod {name!r} has no containers")
-    for container, requests in containers.items():
-        for resource, count in requests.items():
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise BadInputError(
-                    f"pod {name!r} container {container!r}: {resource} must be a whole number >= 0"
-                )
