@@ -39,7 +39,7 @@ from typing import Any
 import grpc
 
 from hostdev.errors import BadInputError, HostdevError
-from hostdev.kubelet import admission, node
+from hostdev.kubelet import admission, devicemanager
 from hostdev.kubelet.admission import AllocationError
 from hostdev.kubelet.api import deviceplugin_pb2 as dp
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as dp_grpc
@@ -50,7 +50,7 @@ from hostdev.kubelet.constants import (
     SUPPORTED_VERSIONS,
     UNHEALTHY,
 )
-from hostdev.kubelet.node import Container, Pod, ResourceState
+from hostdev.kubelet.devicemanager import Container, Pod, ResourceState
 from hostdev.kubelet.resourcename import invalid_resource_name_message, is_extended_resource_name
 from hostdev.kubelet.simservers import PodResourcesService, RegistrationService, go_status
 
@@ -94,7 +94,7 @@ class KubeletSimulator:
         pod_resources_socket: str | Path | None = None,
         *,
         dial_timeout: float = REGISTER_DIAL_TIMEOUT_S,
-        grace_s: float = node.ENDPOINT_STOP_GRACE_S,
+        grace_s: float = devicemanager.ENDPOINT_STOP_GRACE_S,
         clock: Callable[[], float] = time.monotonic,
         write_checkpoint: bool = True,
     ) -> None:
@@ -191,7 +191,7 @@ class KubeletSimulator:
         self._changed.set()
         self._changed = asyncio.Event()
         if self._write_checkpoint and self.plugin_dir.is_dir():
-            data = node.checkpoint(self._resources, self._pods.values())
+            data = devicemanager.checkpoint(self._resources, self._pods.values())
             (self.plugin_dir / CHECKPOINT_NAME).write_text(json.dumps(data))
 
     async def wait_for(
@@ -227,17 +227,17 @@ class KubeletSimulator:
         return sum(1 for r in self.registrations if r.resource == resource and r.error is None)
 
     def _live_resources(self) -> dict[str, ResourceState]:
-        if node.expire_stopped(self._resources, self._clock(), self._grace_s):
+        if devicemanager.expire_stopped(self._resources, self._clock(), self._grace_s):
             self._bump()
         return self._resources
 
     def capacity(self) -> dict[str, int]:
         """Resource -> healthy + unhealthy devices (node status capacity)."""
-        return node.capacity(self._live_resources())
+        return devicemanager.capacity(self._live_resources())
 
     def allocatable(self) -> dict[str, int]:
         """Resource -> healthy devices (node status allocatable)."""
-        return node.allocatable(self._live_resources())
+        return devicemanager.allocatable(self._live_resources())
 
     def available(self) -> dict[str, int]:
         """Resource -> healthy devices not allocated to any pod."""
@@ -257,7 +257,7 @@ class KubeletSimulator:
 
     def describe_node(self) -> str:
         """Capacity, Allocatable and Allocated resources as `kubectl describe node` shows them."""
-        return node.describe_node(self._live_resources(), self._pods.values())
+        return devicemanager.describe_node(self._live_resources(), self._pods.values())
 
     def resource_states(self) -> dict[str, ResourceState]:
         """The device manager's per-resource state (read-only use)."""
@@ -377,7 +377,7 @@ class KubeletSimulator:
 
     def _allocated(self, resource: str) -> set[str]:
         pods = [*self._pods.values(), *([self._admitting] if self._admitting else [])]
-        return node.allocated_ids(pods, resource)
+        return devicemanager.allocated_ids(pods, resource)
 
     async def create_pod(
         self,
