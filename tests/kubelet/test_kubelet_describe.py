@@ -49,7 +49,7 @@ NAMES = [
     ("63-chars", "example.com/" + "a" * 63, None),
     ("no-slash", "foo", "domain/name"),
     ("native", "kubernetes.io/foo", "reserved"),
-    ("native-subdomain", "devicemanager.kubernetes.io/foo", "reserved"),
+    ("native-subdomain", "node.kubernetes.io/foo", "reserved"),
     ("quota-prefix", "requests.example.com/foo", "requests."),
     ("empty-name", "example.com/", "must not be empty"),
     ("two-slashes", "example.com/a/b", "exactly one"),
