@@ -11,7 +11,9 @@ Supported, with Go text/template semantics:
 - functions: include, toYaml, nindent, indent, quote, default, toString, eq, ne, not, and, or,
   fail.
 Anything else (another function, `template`, `block`, `tpl`, ...) is a TemplateError, so the chart
-cannot drift outside the subset unnoticed.
+cannot drift outside the subset unnoticed. Where it differs from Helm it is stricter: printing a
+map or list is an error (Helm prints Go's `map[...]`, never what a manifest wants).
+Every case in test_gotemplate.py was compared once with Helm 4's own renderer.
 """
 
 from __future__ import annotations
@@ -260,7 +262,9 @@ def indent(width: int, text: str) -> str:
 def _eq(first: Any, *others: Any) -> bool:
     """Go's eq: first equals any of the others; values of different kinds are an error."""
     for other in others:
-        if first is None or other is None or isinstance(first, str) != isinstance(other, str):
+        if first is None or other is None:
+            continue
+        if isinstance(first, str) != isinstance(other, str):
             raise TemplateError(f"incompatible types for comparison: {first!r}, {other!r}")
     return any(first == other for other in others)
 
@@ -340,6 +344,8 @@ class Renderer:
     def _command(self, command: list[Arg], dot: Any, scope: dict[str, Any], piped: Any) -> Any:
         head, args = command[0], command[1:]
         if head.kind != "func":
+            if head.kind == "lit" and head.value is None:
+                raise TemplateError("nil is not a command")
             if args or piped is not _NO_VALUE:
                 raise TemplateError(f"{head} is not a function")
             return self._arg(head, dot, scope)
