@@ -89,12 +89,14 @@ def _check_host_mounts(daemonset: Manifest, *, privileged: bool) -> None:
     assert found["/host/dev"][0]["readOnly"] is True
     assert found["/host/sys"][0].get("readOnly", False) is (not privileged)
     assert not found["/var/lib/kubelet/device-plugins"][0].get("readOnly", False)
-    if privileged:
-        modules = found["/lib/modules"]
-        assert modules[0]["readOnly"] is True
-        assert modules[1]["hostPath"]["path"] == "/lib/modules"
-    else:
-        assert "/lib/modules" not in found
+    privileged_mounts = {"/lib/modules": "/lib/modules", "/host/proc": "/proc"}
+    for mount_path, host_path in privileged_mounts.items():
+        if privileged:
+            assert found[mount_path][0]["readOnly"] is True
+            assert found[mount_path][1]["hostPath"]["path"] == host_path
+        else:
+            assert mount_path not in found
+    assert (flag(daemonset, "proc-root") == "/host/proc") is privileged
 
 
 def _check_security(context: Manifest, *, privileged: bool) -> None:

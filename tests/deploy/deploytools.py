@@ -53,7 +53,11 @@ def _chart_context(values: Manifest) -> Manifest:
             "IsUpgrade": False,
             "Revision": 1,
         },
-        "Chart": {"Name": meta["name"], "Version": meta["version"], "AppVersion": meta["appVersion"]},
+        "Chart": {
+            "Name": meta["name"],
+            "Version": meta["version"],
+            "AppVersion": meta["appVersion"],
+        },
     }
 
 
@@ -161,7 +165,11 @@ def kustomize_here(variant: str) -> list[Manifest]:
 
 def _apply_common(obj: Manifest, spec: Manifest) -> None:
     """kustomize's namespace, labels (no selectors) and images transformers."""
-    if "namespace" in spec and obj["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+    if "namespace" in spec and obj["kind"] not in {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    }:
         obj["metadata"]["namespace"] = spec["namespace"]
     for subject in obj.get("subjects", []):
         if "namespace" in spec:

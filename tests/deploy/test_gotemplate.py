@@ -50,7 +50,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("source", "data", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("source", "data", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_renders_like_go_templates(source: str, data: Any, expected: str) -> None:
     assert render(source, data) == expected
 

@@ -62,7 +62,7 @@ SCENARIOS: list[tuple[str, Manifest, bool]] = [
     ("metrics-off", {"metrics": {"enabled": False}}, False),
     ("service-monitor", {"metrics": {"serviceMonitor": {"enabled": True}}}, False),
     ("kubelet-dir", {"kubeletDir": "/var/snap/microk8s/common/var/lib/kubelet"}, False),
-    ("intervals", {"reconcileInterval": "30s", "rescanInterval": "5m", "logFormat": "text"}, False),
+    ("rescan-interval", {"rescanInterval": 120, "logFormat": "text"}, False),
 ]
 IDS = [s[0] for s in SCENARIOS]
 
@@ -126,36 +126,37 @@ def test_kubelet_dir_moves_host_paths_not_container_paths(tmp_path: Path) -> Non
     assert found["/var/lib/kubelet/pod-resources"][1]["hostPath"]["path"] == f"{root}/pod-resources"
 
 
-def test_intervals_and_log_format_become_flags(tmp_path: Path) -> None:
-    values = {"reconcileInterval": "30s", "rescanInterval": "5m", "logFormat": "text"}
+def test_rescan_interval_and_log_format_become_flags(tmp_path: Path) -> None:
+    values = {"rescanInterval": 120, "logFormat": "text"}
     daemonset = only(render(values, tmp_path), "DaemonSet")
-    assert flag(daemonset, "reconcile-interval") == "30s"
-    assert flag(daemonset, "rescan-interval") == "5m"
+    assert flag(daemonset, "rescan-interval") == "120"
     assert flag(daemonset, "log-format") == "text"
     defaults = only(render({}, tmp_path), "DaemonSet")
-    assert flag(defaults, "reconcile-interval") is None
+    assert flag(defaults, "rescan-interval") is None
     assert flag(defaults, "log-format") == "json"
 
 
 BAD_PRIVILEGED = [("typo", "Always"), ("boolean", True), ("empty", "")]
 
 
-@pytest.mark.parametrize("value", [b[1] for b in BAD_PRIVILEGED], ids=[b[0] for b in BAD_PRIVILEGED])
+@pytest.mark.parametrize(
+    "value", [b[1] for b in BAD_PRIVILEGED], ids=[b[0] for b in BAD_PRIVILEGED]
+)
 def test_bad_privileged_value_fails_with_a_clear_message(value: Any) -> None:
     with pytest.raises(TemplateError, match="privileged must be one of: auto, always, never"):
         render_chart_subset({"privileged": value})
 
 
 @needs_helm
-@pytest.mark.parametrize("value", [b[1] for b in BAD_PRIVILEGED], ids=[b[0] for b in BAD_PRIVILEGED])
+@pytest.mark.parametrize(
+    "value", [b[1] for b in BAD_PRIVILEGED], ids=[b[0] for b in BAD_PRIVILEGED]
+)
 def test_helm_rejects_bad_privileged_value_too(value: Any, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="privileged must be one of"):
         chart_manifests_helm({"privileged": value}, tmp_path)
 
 
-@pytest.mark.parametrize(
-    ("values", "privileged"), [(s[1], s[2]) for s in SCENARIOS], ids=IDS
-)
+@pytest.mark.parametrize(("values", "privileged"), [(s[1], s[2]) for s in SCENARIOS], ids=IDS)
 def test_notes_tell_the_mode(values: Manifest, privileged: bool) -> None:
     notes = render_chart_subset(values)["NOTES.txt"]
     assert ("Mode: full (privileged)" in notes) is privileged

@@ -52,7 +52,7 @@ def test_discovery_only_serves_the_kubevirt_block_and_full_the_native_form() -> 
 def test_full_differs_from_discovery_only_only_where_privilege_is_needed() -> None:
     base = only(kustomize_here("discovery-only"), "DaemonSet")
     full = only(kustomize_here("full"), "DaemonSet")
-    assert set(mounts(full)) - set(mounts(base)) == {"/lib/modules"}
+    assert set(mounts(full)) - set(mounts(base)) == {"/lib/modules", "/host/proc"}
     assert flag(full, "config") == flag(base, "config")
     assert full["spec"]["template"]["spec"]["hostNetwork"] is True
 

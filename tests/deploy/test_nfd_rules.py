@@ -18,7 +18,18 @@ PCI_ATTRIBUTES = {
     "sriov_totalvfs",
     "iommu_group/type",
 }
-OPERATORS = {"In", "NotIn", "InRegexp", "Exists", "DoesNotExist", "Gt", "Lt", "GtLt", "IsTrue", "IsFalse"}
+OPERATORS = {
+    "In",
+    "NotIn",
+    "InRegexp",
+    "Exists",
+    "DoesNotExist",
+    "Gt",
+    "Lt",
+    "GtLt",
+    "IsTrue",
+    "IsFalse",
+}
 WITHOUT_VALUE = {"Exists", "DoesNotExist", "IsTrue", "IsFalse"}
 HEX4 = re.compile(r"^[0-9a-f]{4}$")
 
