@@ -88,8 +88,7 @@ def test_every_copied_source_exists_and_is_not_ignored() -> None:
     for source in sources:
         assert not ignored(source), source
     for source in sources:
-        if source != readme:
-            assert (REPO / source).exists(), source
+        assert (REPO / source).exists(), source
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
