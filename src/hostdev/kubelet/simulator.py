@@ -301,7 +301,7 @@ class KubeletSimulator:
         stub = dp_grpc.DevicePluginStub(channel)
         try:
             options = await self._plugin_options(channel, stub)
-        except RegistrationRejected:
+        except BaseException:  # rejected, or cancelled by a stop while dialing
             await channel.close()
             raise
         return _Endpoint(request.resource_name, channel, stub, options)
