@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -124,6 +125,11 @@ class KubeletSimulator:
         for path in (self.kubelet_socket, self.pod_resources_socket):
             if path is not None and len(str(path.absolute())) > MAX_UNIX_PATH:
                 raise BadInputError(f"socket path too long for a unix socket: {path}")
+        if _listening(self.kubelet_socket):
+            raise BadInputError(
+                f"{self.kubelet_socket}: a kubelet already listens there; "
+                "the simulator would delete its plugins' sockets"
+            )
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         self._remove_plugin_dir_files()
         await self._serve()
@@ -301,7 +307,7 @@ class KubeletSimulator:
         stub = dp_grpc.DevicePluginStub(channel)
         try:
             options = await self._plugin_options(channel, stub)
-        except RegistrationRejected:
+        except BaseException:  # rejected, or cancelled by a stop while dialing
             await channel.close()
             raise
         return _Endpoint(request.resource_name, channel, stub, options)
@@ -460,3 +466,15 @@ class KubeletSimulator:
                 if container.start_error:
                     self._bump()
                     break
+
+
+def _listening(path: Path) -> bool:
+    """True when something accepts connections on the unix socket path."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
