@@ -194,15 +194,17 @@ async def _allocate_handler_latencies(root: Path, device: str) -> list[float]:
     return latencies
 
 
-async def _restart_times(sim: KubeletSimulator, names: list[str]) -> list[float]:
+async def _restart_times(sim: KubeletSimulator, expected: dict[str, int]) -> list[float]:
+    """kubelet restart → every resource registered again and its devices listed again."""
     times = []
     for _ in range(RESTARTS):
-        before = {n: sim.registration_count(n) for n in names}
+        before = {n: sim.registration_count(n) for n in expected}
         started = time.perf_counter()
         await sim.restart()
         await sim.wait_for(
-            lambda b=before: all(sim.registration_count(n) > b[n] for n in names), timeout=60
+            lambda b=before: all(sim.registration_count(n) > b[n] for n in expected), timeout=60
         )
+        await _ready(sim, expected)
         times.append(time.perf_counter() - started)
     return times
 
@@ -217,12 +219,12 @@ async def _large_host(tmp: Path) -> list[str]:
         try:
             await _ready(sim, expected)
             rss, _ = _rss_kib(proc.pid)
-            latencies = await _allocate_latencies(
-                plugin_dir, "devices.kubevirt.io/8086_1889", _first_device(sim)
-            )
-            restarts = await _restart_times(sim, list(expected))
-            _, peak = _rss_kib(proc.pid)
             device = _first_device(sim)
+            latencies = await _allocate_latencies(
+                plugin_dir, "devices.kubevirt.io/8086_1889", device
+            )
+            restarts = await _restart_times(sim, expected)
+            _, peak = _rss_kib(proc.pid)
         finally:
             await _stop(proc)
     handler = await _allocate_handler_latencies(root, device)
