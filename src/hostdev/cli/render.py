@@ -1,4 +1,5 @@
-"""`hostdev render KIND`: print the files that bind devices to vfio-pci at boot.
+"""`hostdev render KIND`: print the files that bind devices to vfio-pci at boot (and, through
+render_kubevirt, the KubeVirt permittedHostDevices block).
 
 Kinds: modprobe (/etc/modprobe.d/vfio.conf), modules-load (/etc/modules-load.d/vfio-pci.conf),
 butane (100-<role>-vfiopci.bu), machineconfig (what Butane compiles it to) and kernel-args
@@ -13,6 +14,7 @@ import sys
 from typing import Any
 
 from hostdev.binding.selectors import Selector, parse_selector, resolve
+from hostdev.cli import render_kubevirt
 from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.errors import BadInputError, HostReadError
 from hostdev.host.fs import read_text
@@ -69,6 +71,7 @@ def register(subparsers: Any) -> None:
             )
         add_host_flags(parser)
         parser.set_defaults(handler=_render)
+    render_kubevirt.add_parser(kinds)
 
 
 def _render(args: argparse.Namespace) -> int:
