@@ -3,7 +3,9 @@ server and registrar per resource, and the inotify watch on the plugin dir.
 
 Extension points: `rescan()` (a new host snapshot), `reload(config)` (a new config), both of
 which add and remove resources' servers as selection changes; `table` for health and in-use
-updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices.
+updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices;
+`binder` for `bind: onStart` (devices bound before a snapshot is served, at start and on each
+rescan, in a worker thread) and `reset: true` (PreStartContainer).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from hostdev.binding.onstart import Binder
 from hostdev.config.model import Config
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
@@ -39,6 +42,7 @@ class Node:
         preferred: PreferredPolicy | None = None,
         backoff: Backoff | None = None,
         scanner: Callable[[HostFS], Host] = scan_host,
+        binder: Binder | None = None,
     ) -> None:
         self.fs = fs
         self.config = config
@@ -48,6 +52,7 @@ class Node:
         self.preferred = preferred
         self.backoff = backoff
         self.scanner = scanner
+        self.binder = binder or Binder(fs)
         self.registrars: dict[str, Registrar] = {}
         self._table: DeviceTable | None = None
         self._watch = KubeletWatch(plugin_dir, kubelet_socket)
@@ -64,7 +69,7 @@ class Node:
     async def start(self) -> None:
         """Scan, select, serve each resource on its socket and register it."""
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
-        self._table = DeviceTable(self.config, self.scanner(self.fs), self.policy)
+        self._table = DeviceTable(self.config, await self._snapshot(), self.policy)
         self._watch.start()
         names = self._table.resource_names()
         if not names:
@@ -85,9 +90,17 @@ class Node:
 
     async def rescan(self) -> ResourceChanges:
         """Take a new host snapshot and follow its changes."""
-        changes = self.table.update_host(self.scanner(self.fs))
+        changes = self.table.update_host(await self._snapshot())
         await self._apply(changes)
         return changes
+
+    async def _snapshot(self) -> Host:
+        """A host snapshot, taken again after binding the devices of onStart resources."""
+        host = self.scanner(self.fs)
+        if self.binder.pending(host, self.config):
+            await asyncio.to_thread(self.binder.bind_pending, host, self.config)
+            host = self.scanner(self.fs)
+        return host
 
     async def reload(self, config: Config) -> ResourceChanges:
         """Switch to a new (already validated) config."""
@@ -108,7 +121,7 @@ class Node:
             await self._add(name)
 
     async def _add(self, name: str) -> None:
-        service = DevicePluginService(self.table, name, self.preferred)
+        service = DevicePluginService(self.table, name, self.preferred, self.binder.reset)
         server = PluginServer(service, self.plugin_dir)
         await server.start()
         registrar = Registrar(server, self.kubelet_socket, self.backoff, self._on_registered)
