@@ -94,7 +94,7 @@ def _measure(vfs: int) -> list[float]:
 def run() -> list[str]:
     """Markdown lines for docs/benchmarks.md."""
     lines = [
-        "### Binding (fake host, fake kernel)",
+        "## Binding (fake host, fake kernel)",
         "",
         f"Median of {ROUNDS} runs; one run binds (or restores) every VF of one PF.",
         "",
