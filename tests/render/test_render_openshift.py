@@ -226,3 +226,20 @@ def test_literal_ids_need_no_host(capsys, tmp_path):
     argv = ["render", "modprobe", "10de:1eb8", "--sysfs-root", str(tmp_path / "nowhere")]
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith("options vfio-pci ids=10de:1eb8\n")
+
+
+def test_kernel_args_for_4_12_is_the_seed_machineconfig(capsys, host):
+    host.set_cpu_vendor("GenuineIntel")
+    text = render(capsys, host, "kernel-args", "--openshift-version", "4.12")
+    assert yaml.safe_load(text) == {
+        "apiVersion": "machineconfiguration.openshift.io/v1",
+        "kind": "MachineConfig",
+        "metadata": {
+            "labels": {"machineconfiguration.openshift.io/role": "worker"},
+            "name": "100-worker-iommu",
+        },
+        "spec": {
+            "config": {"ignition": {"version": "3.2.0"}},
+            "kernelArguments": ["intel_iommu=on"],
+        },
+    }
