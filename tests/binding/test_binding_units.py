@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from binding_helpers import E1000, GPU, GPU_AUDIO, RTL
 
+from hostdev.binding.guards import default_ipv4_probe, kernel_ipv4_probe, no_ipv4_probe
 from hostdev.binding.plan import Binding, Write, plan_bind, plan_restore, plan_unbind
 from hostdev.binding.selectors import parse_selector, parse_selectors, resolve
 from hostdev.binding.state import DeviceRecord, StateFile, load_records
@@ -219,3 +220,12 @@ def test_broken_state_file_is_a_config_error(tmp_path: Path, text, field):
     path.write_text(text)
     with pytest.raises(ConfigError, match=field):
         load_records(path)
+
+
+def test_default_ipv4_probe_asks_the_kernel_only_for_our_own_proc(tmp_path):
+    assert default_ipv4_probe(HostFS()) is kernel_ipv4_probe
+    assert default_ipv4_probe(HostFS.under(tmp_path)) is no_ipv4_probe
+
+
+def test_kernel_ipv4_probe_of_a_missing_interface_is_empty():
+    assert kernel_ipv4_probe("hostdev-none0") == ()
