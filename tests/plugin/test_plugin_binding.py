@@ -20,6 +20,7 @@ from hostdev.binding.guards import no_ipv4_probe
 from hostdev.binding.onstart import Binder, devices_to_bind
 from hostdev.config import load_config
 from hostdev.config.model import Config
+from hostdev.host.model import PciAddress
 from hostdev.host.scan import scan_host
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as pb_grpc
@@ -188,3 +189,20 @@ def test_devices_to_bind_follows_first_resource_and_skips_bound(host, tmp_path):
     assert [str(a) for a in devices_to_bind(snapshot, config(tmp_path))] == [GPU]
     assert devices_to_bind(snapshot, config(tmp_path, bind="none")) == []
     assert devices_to_bind(snapshot, Config()) == []
+
+
+def test_one_refused_device_does_not_hold_back_the_others(host, binder, kernel, tmp_path):
+    host.set_boot_vga(GPU).add_framebuffer("fb0")
+    host.add_device(LATE, "10de", "1eb8", "030200", driver="nouveau", iommu_group=52)
+    results = binder.bind_pending(scan_host(host.fs), config(tmp_path))
+    assert [[d.action for d in r.devices] for r in results] == [["refused", "skipped"], ["bound"]]
+    assert host.driver_of(GPU) == "nouveau"
+    assert host.driver_of(LATE) == "vfio-pci"
+    assert binder.given_up == {PciAddress.parse(GPU)}
+
+
+def test_pending_devices_are_bound_in_one_run(host, binder, kernel, tmp_path):
+    host.add_device(LATE, "10de", "1eb8", "030200", driver="nouveau", iommu_group=52)
+    results = binder.bind_pending(scan_host(host.fs), config(tmp_path))
+    assert [[d.address for d in r.devices] for r in results] == [[GPU, AUDIO, LATE]]
+    assert binder.pending(scan_host(host.fs), config(tmp_path)) == []

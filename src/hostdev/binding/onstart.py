@@ -2,8 +2,9 @@
 
 `hostdev serve` binds the devices that a `bind: onStart` resource selects (and that are not on
 vfio-pci yet) when it starts and whenever a rescan finds new ones — never inside Allocate,
-which must stay in-memory work. Each device is bound in its own run, so one refused device
-(an interface in use, a mounted disk) does not keep the others back; a refused or failed
+which must stay in-memory work. The pending devices are bound in one run; when that run is
+refused or fails (and so changes nothing), each device gets its own run, so one refused device
+(an interface in use, a mounted disk) does not keep the others back. A refused or failed
 device is not retried until the daemon restarts, to keep the log quiet.
 """
 
@@ -51,27 +52,38 @@ class Binder:
         return [a for a in devices_to_bind(host, config) if a not in self.given_up]
 
     def bind_pending(self, host: Host, config: Config) -> list[BindResult]:
-        """Bind every pending device, one run each; log what happened."""
+        """Bind every pending device: in one run (one scan, one state save) when nothing is
+        refused, else one run per device so that the others still get bound; log each."""
+        pending = self.pending(host, config)
+        if not pending:
+            return []
+        together = self._bind(pending)
+        if together is not None and together.ok:
+            _log_result(together)
+            return [together]
         results = []
-        for address in self.pending(host, config):
-            try:
-                result = bind_devices(self.fs, self.writer, [address], self.options)
-            except HostdevError as err:
-                log.warning("bind onStart: %s: %s; not retried", address, err)
+        for address in pending:
+            result = self._bind([address])
+            if result is None or not result.ok:
                 self.given_up.add(address)
-                continue
-            results.append(result)
-            _log_result(address, result)
-            if not result.ok:
-                self.given_up.add(address)
+            if result is not None:
+                _log_result(result)
+                results.append(result)
         return results
+
+    def _bind(self, addresses: list[PciAddress]) -> BindResult | None:
+        try:
+            return bind_devices(self.fs, self.writer, addresses, self.options)
+        except HostdevError as err:
+            log.warning("bind onStart: %s: %s", ", ".join(map(str, addresses)), err)
+            return None
 
     def reset(self, address: PciAddress) -> None:
         """Reset one function through sysfs `reset` (raises HostdevError)."""
         reset_device(self.fs, self.writer, address)
 
 
-def _log_result(address: PciAddress, result: BindResult) -> None:
+def _log_result(result: BindResult) -> None:
     for item in result.devices:
         joined = f" (IOMMU group companion of {item.companion_of})" if item.companion_of else ""
         if item.action in ("refused", "failed", "rolled-back", "skipped"):
@@ -88,4 +100,4 @@ def _log_result(address: PciAddress, result: BindResult) -> None:
                 joined,
             )
     for warning in result.warnings:
-        log.warning("bind onStart: %s: %s", address, warning)
+        log.warning("bind onStart: %s", warning)
