@@ -19,6 +19,8 @@ from hostdev.errors import HostdevError
 # Each module defines register(subparsers); the handler it sets returns the exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per module; keep sorted to make merges trivial
+    "hostdev.cli.mdev",
+    "hostdev.cli.sriov",
 )
 
 
