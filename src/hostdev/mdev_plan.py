@@ -35,7 +35,7 @@ from hostdev.mdev import (
 )
 
 _TYPE_KEYS = ("mediatedDevicesTypes", "mediatedDeviceTypes")  # KubeVirt's old and new spelling
-_WRAPPERS = ("mediatedDevicesConfiguration", "mediatedDevices")
+_WRAPPERS = ("mediatedDevicesConfiguration",)
 
 
 # -- configuration ----------------------------------------------------------------------
