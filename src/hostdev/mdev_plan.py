@@ -70,7 +70,8 @@ def parse_mdev_config(data: object, file: str = "config") -> MdevConfig:
             "unknown key; expected mediatedDevicesTypes and nodeMediatedDeviceTypes",
         )
     types = _types(block, file, "")
-    entries = block.get("nodeMediatedDeviceTypes") or []
+    entries = block.get("nodeMediatedDeviceTypes")
+    entries = [] if entries is None else entries
     if not isinstance(entries, list):
         raise ConfigError(file, "nodeMediatedDeviceTypes", "must be a list")
     nodes = tuple(
@@ -81,7 +82,9 @@ def parse_mdev_config(data: object, file: str = "config") -> MdevConfig:
 
 def _unwrap(data: object) -> object:
     if isinstance(data, Mapping) and isinstance(data.get("spec"), Mapping):
-        data = data["spec"]
+        data = data["spec"]  # a HyperConverged CR
+    if isinstance(data, Mapping) and isinstance(data.get("configuration"), Mapping):
+        data = data["configuration"]  # a KubeVirt CR
     for key in _WRAPPERS:
         if isinstance(data, Mapping) and key in data:
             return data[key]

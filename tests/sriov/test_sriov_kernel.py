@@ -107,7 +107,7 @@ def test_other_errors_keep_the_kernel_reason(
 def test_bind_failure_names_the_vf(nic: FakeHost, kernel: FakeKernelWriter) -> None:
     kernel.fail_on["drivers_probe"] = errno.ENODEV
     vf = PciAddress.parse("0000:04:10.1")
-    with pytest.raises(HostdevError, match="binding VF 0000:04:10.1 to igbvf failed"):
+    with pytest.raises(HostdevError, match=r"binding VF 0000:04:10\.1 to igbvf failed"):
         execute(nic.fs, kernel, [BindVf(vf, "igbvf", VFIO_PCI)])
 
 

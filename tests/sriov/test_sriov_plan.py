@@ -87,7 +87,7 @@ def test_plan_numvfs_refuses_negative(nic: FakeHost) -> None:
 
 
 def test_plan_numvfs_without_driver_says_so(nic: FakeHost) -> None:
-    with pytest.raises(HostdevError, match="PF 0000:04:00.1 has no driver: bind it to its") as e:
+    with pytest.raises(HostdevError, match=r"PF 0000:04:00\.1 has no driver: bind it to its") as e:
         plan_numvfs(_pf(nic, 0, driver=None), 2)
     assert e.value.exit_code == 1
     assert "the kernel needs the PF driver to create VFs" in str(e.value)
