@@ -277,11 +277,12 @@ def apply_mdevs(
     report = MdevReport()
     plan = plan_mdevs(scan_host(fs), wanted, in_use, uuid_factory)
     report.notes.extend(plan.notes)
+    failed: set[PciAddress] = set()  # cards that still carry mdevs we could not remove
     for action in plan.removes:
-        _run(fs, writer, action, report)
+        if not _run(fs, writer, action, report):
+            failed.add(action.parent)
     if plan.removes:
         plan = plan_mdevs(scan_host(fs), wanted, in_use, uuid_factory)
-    failed: set[PciAddress] = set()
     for create in plan.creates:
         if create.parent not in failed and not _run(fs, writer, create, report):
             failed.add(create.parent)
