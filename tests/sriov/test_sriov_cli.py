@@ -24,7 +24,9 @@ def run(capsys: pytest.CaptureFixture[str], host: FakeHost, *argv: str) -> tuple
 
 
 @pytest.fixture(autouse=True)
-def no_real_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_real_writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOSTDEV_STATE_FILE", str(tmp_path / "state.json"))
+
     def refuse() -> None:
         raise AssertionError("a test tried to write to the real sysfs")
 
@@ -164,16 +166,32 @@ def test_set_changes_a_count_through_zero(
 
 
 def test_set_with_bind(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, nic: FakeHost
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    nic: FakeHost,
+    tmp_path: Path,
 ) -> None:
     fake_kernel(monkeypatch, nic)
-    code, out, _ = run(capsys, nic, "sriov", "set", "enp4s0f0", "3", "--bind", "vfio-pci")
+    state = tmp_path / "state.json"
+    code, out, err = run(capsys, nic, "sriov", "set", "enp4s0f0", "3", "--bind", "vfio-pci")
     assert code == 0 and "bound 3 VFs to vfio-pci" in out
+    assert "[3/3] 0000:04:10.4: igbvf -> vfio-pci" in err
     host = scan_host(nic.fs)
     vfs = host.devices[PciAddress.parse("0000:04:00.0")].sriov.vfs  # type: ignore[union-attr]
     assert [host.devices[v].driver for v in vfs] == [VFIO_PCI] * 3
+    recorded = json.loads(state.read_text())["devices"]
+    assert recorded["0000:04:10.0"]["driver"] == "igbvf"
     code, out, _ = run(capsys, nic, "sriov", "set", "enp4s0f0", "3", "--bind", "vfio-pci")
     assert "already has 3 VFs" in out and "all VFs already on vfio-pci" in out
+
+
+def test_set_with_bind_reports_a_failed_bind(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, nic: FakeHost
+) -> None:
+    kernel = fake_kernel(monkeypatch, nic)
+    kernel.fail_on["drivers_probe"] = 19  # ENODEV
+    code, _, err = run(capsys, nic, "sriov", "set", "enp4s0f0", "2", "--bind", "vfio-pci")
+    assert code == 1 and "error: 0000:04:10.0" in err
 
 
 def test_set_without_autoprobe(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from hostdev import sriov
+from hostdev.binding.execute import BindOptions, DeviceResult, bind_devices
+from hostdev.binding.state import DEFAULT_STATE_FILE
 from hostdev.cli.common import add_host_flags, load_host
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.cli.writing import add_dry_run_flag, writer_for
@@ -51,6 +55,13 @@ def register(subparsers: Any) -> None:
         help="seconds to wait for the VFs and their drivers (default 30)",
     )
     setter.add_argument("--settle", type=float, default=1.0, help=argparse.SUPPRESS)
+    setter.add_argument(
+        "--state-file",
+        type=Path,
+        default=Path(os.environ.get("HOSTDEV_STATE_FILE", DEFAULT_STATE_FILE)),
+        help=f"where --bind records the VFs' original drivers for `hostdev restore` "
+        f"(default {DEFAULT_STATE_FILE}; env HOSTDEV_STATE_FILE)",
+    )
     add_dry_run_flag(setter)
     add_host_flags(setter)
     setter.set_defaults(handler=run_set)
@@ -128,14 +139,36 @@ def run_set(args: argparse.Namespace) -> int:
         sriov.execute(fs, writer, [action])
         if isinstance(action, sriov.SetNumVfs) and action.count:
             _wait(fs, pf.address, action.count, args, autoprobe_on(pf, args))
-    if args.bind and args.count:
-        binds = sriov.plan_bind(scan_host(fs), pf.address, args.bind)
-        sriov.execute(fs, writer, binds)
-        print(
-            f"bound {len(binds)} VFs to {args.bind}" if binds else f"all VFs already on {args.bind}"
-        )
+    if args.bind and args.count and not _bind_vfs(fs, writer, pf.address, args):
+        return 1
     print(f"PF {name}: {args.count} VFs")
     return 0
+
+
+def _bind_vfs(fs: Any, writer: Any, pf: Any, args: argparse.Namespace) -> bool:
+    """Bind the PF's VFs with the binding engine (guards, state file, rollback)."""
+    host = scan_host(fs)
+    todo = [a.vf for a in sriov.plan_bind(host, pf, args.bind) if isinstance(a, sriov.BindVf)]
+    if not todo:
+        print(f"all VFs already on {args.bind}")
+        return True
+    options = BindOptions(state_file=args.state_file, progress=_bind_progress)
+    result = bind_devices(fs, writer, todo, options)
+    failed = [d for d in result.devices if not result.ok and d.reason]
+    for device in failed:
+        print(f"error: {device.address}: {device.action}: {device.reason}", file=sys.stderr)
+    if result.ok:
+        print(f"bound {len(todo)} VFs to {args.bind}")
+    return result.ok
+
+
+def _bind_progress(item: DeviceResult, index: int, total: int) -> None:
+    print(
+        f"  [{index}/{total}] {item.address}: {item.from_driver or '-'} -> "
+        f"{item.to_driver or '-'} {item.action}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def autoprobe_on(pf: Any, args: argparse.Namespace) -> bool:
