@@ -33,11 +33,6 @@ _SETTING = re.compile(r"^\s*(?:pci_)?(?:passthrough_whitelist|device_spec)\s*=\s
 _HEX = re.compile(r"^(0x)?[0-9a-fA-F]+$")
 
 
-def _field_texts(address: PciAddress) -> dict[str, str]:
-    """The address as nova compares it: zero-padded lower-case hex per field."""
-    return {name: f"{getattr(address, name):0{_WIDTHS[name]}x}" for name in _FIELDS}
-
-
 # -- PF interface with VF ranges, VFs of a PF model --------------------------------------
 @dataclass(frozen=True, slots=True)
 class PfVfRange:
@@ -86,24 +81,36 @@ class NovaAddress:
 
     fields: Mapping[str, str]
     regex: bool = False
+    _values: tuple[int | None, ...] = field(init=False, repr=False, compare=False)
+    _patterns: tuple[re.Pattern[str] | None, ...] = field(init=False, repr=False, compare=False)
+    _single: PciAddress | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Compiled once: matching runs for every function on every rescan.
+        given = [self.fields.get(n) for n in _FIELDS]
+        hex_only = all(v is not None and _HEX.match(v) for v in given)
+        values = tuple(
+            int(v, 16) if v is not None and _HEX.match(v) and not self.regex else None
+            for v in given
+        )
+        patterns = tuple(re.compile(v) if self.regex and v is not None else None for v in given)
+        single = PciAddress(*(int(v or "0", 16) for v in given)) if hex_only else None
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_patterns", patterns)
+        object.__setattr__(self, "_single", single)
 
     @property
     def single(self) -> PciAddress | None:
         """The one address this spec names, when every field is plain hex (nova's PF check)."""
-        if any(not _HEX.match(self.fields.get(n, "")) for n in _FIELDS):
-            return None
-        values = [int(self.fields[n], 16) for n in _FIELDS]
-        return PciAddress(*values)
+        return self._single
 
     def matches(self, address: PciAddress) -> bool:
         """Compare field by field; regexes anchor at the start, as re.match does in nova."""
-        texts = _field_texts(address)
-        for name in _FIELDS:
-            pattern = self.fields.get(name, ".*" if self.regex else ANY)
-            if self.regex:
-                if re.match(pattern, texts[name]) is None:
-                    return False
-            elif pattern != ANY and int(pattern, 16) != int(texts[name], 16):
+        actual = (address.domain, address.bus, address.slot, address.function)
+        if not self.regex:
+            return all(v is None or v == a for v, a in zip(self._values, actual, strict=True))
+        for name, pattern, value in zip(_FIELDS, self._patterns, actual, strict=True):
+            if pattern is not None and pattern.match(f"{value:0{_WIDTHS[name]}x}") is None:
                 return False
         return True
 
