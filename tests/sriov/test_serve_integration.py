@@ -209,3 +209,26 @@ def test_start_facts(tmp_path: Path) -> None:
     silent = tmp_path / "silent.sock"
     silent.write_text("")  # exists but nobody answers
     assert start_facts(config, None, str(silent), {}) == ({}, frozenset())
+
+
+def test_mdev_keys_at_the_top_level(tmp_path: Path) -> None:
+    data = {
+        "mediatedDevicesTypes": ["nvidia-231"],
+        "nodeMediatedDeviceTypes": [
+            {"mediatedDevicesTypes": ["nvidia-233"], "nodeSelector": {"gpu": "big"}}
+        ],
+    }
+    config = load_config(config_file(tmp_path, data))
+    assert config.mediated_devices is not None
+    assert config.mediated_devices.types == ("nvidia-231",)
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            config_file(
+                tmp_path,
+                {"nodeMediatedDeviceTypes": [{"mediatedDevicesTypes": ["a"], "nodeSelector": {}}]},
+            )
+        )
+    assert err.value.field == "nodeMediatedDeviceTypes[0].nodeSelector"
+    both = {**data, "mediatedDevicesConfiguration": {"mediatedDevicesTypes": ["x"]}}
+    with pytest.raises(ConfigError, match="either at the top level or under"):
+        load_config(config_file(tmp_path, both))

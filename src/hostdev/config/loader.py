@@ -63,18 +63,19 @@ def load_config(path: str | Path, *, kubevirt_entries: KubeVirtEntries | None = 
     for reason in skipped:
         log.info("%s: %s", file, reason)
     sriov = tuple(parse_sriov_specs(schema.sriov, file))
-    mdevs = _mdev_config(file, schema.mediatedDevicesConfiguration)
+    mdevs = _mdev_config(file, schema.mdev_block(), schema.mediatedDevicesConfiguration is None)
     return Config(tuple(resources), file, tuple(skipped), sriov, mdevs)
 
 
-def _mdev_config(file: str, block: dict[str, Any] | None) -> MdevConfig | None:
-    """The `mediatedDevicesConfiguration:` section, with its fields named from the top."""
+def _mdev_config(file: str, block: dict[str, Any] | None, top_level: bool) -> MdevConfig | None:
+    """The mediated-device section, with its fields named from the top of the file."""
     if block is None:
         return None
     try:
         return parse_mdev_config({"mediatedDevicesConfiguration": block}, file)
     except ConfigError as err:
-        field = ".".join(p for p in ("mediatedDevicesConfiguration", err.field) if p)
+        prefix = "" if top_level else "mediatedDevicesConfiguration"
+        field = ".".join(p for p in (prefix, err.field) if p)
         raise ConfigError(file, field, err.reason) from None
 
 

@@ -215,10 +215,28 @@ class FileSchema(BaseModel):
     kubevirtEntries: Literal["external", "all"] = "external"
     sriov: list[Any] | None = None  # checked by hostdev.sriov_apply.parse_sriov_specs
     mediatedDevicesConfiguration: dict[str, Any] | None = None  # by mdev_plan.parse_mdev_config
+    # The same block's keys may also stand at the top level of a hostdev file.
+    mediatedDevicesTypes: list[Any] | None = None
+    mediatedDeviceTypes: list[Any] | None = None
+    nodeMediatedDeviceTypes: list[Any] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> FileSchema:
-        provisions = self.sriov is not None or self.mediatedDevicesConfiguration is not None
+        provisions = self.sriov is not None or self.mdev_block() is not None
         if not self.resources and self.permittedHostDevices is None and not provisions:
             raise ValueError("the file defines no resources and no permittedHostDevices")
+        if self.mediatedDevicesConfiguration is not None and self.top_level_mdev_keys():
+            raise ValueError(
+                "give the mediated device types either at the top level or under "
+                "mediatedDevicesConfiguration, not both"
+            )
         return self
+
+    def top_level_mdev_keys(self) -> dict[str, Any]:
+        """mediatedDevicesTypes / mediatedDeviceTypes / nodeMediatedDeviceTypes given at the top."""
+        keys = ("mediatedDevicesTypes", "mediatedDeviceTypes", "nodeMediatedDeviceTypes")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def mdev_block(self) -> dict[str, Any] | None:
+        """The mediated-device block, wherever the file put it."""
+        return self.mediatedDevicesConfiguration or self.top_level_mdev_keys() or None
