@@ -34,13 +34,27 @@ def _best(fn: Callable[[], Any], rounds: int = ROUNDS) -> float:
 
 
 def _mdev_host(cards: int = 8) -> Host:
-    types = tuple(MdevType(f"nvidia-{230 + i}", f"GRID T4-{i}Q", 16 >> (i % 5), "vfio-pci", "")
-                  for i in range(8))
+    types = tuple(
+        MdevType(f"nvidia-{230 + i}", f"GRID T4-{i}Q", 16 >> (i % 5), "vfio-pci", "")
+        for i in range(8)
+    )
     devices = {}
     for index in range(cards):
         address = PciAddress(0, 0x3B + index, 0, 0)
-        devices[address] = PciDevice(address, "10de", "1eb8", "10de", "12a2", "030200", "a1",
-                                     "nvidia", None, None, 0, mdev_types=types)
+        devices[address] = PciDevice(
+            address,
+            "10de",
+            "1eb8",
+            "10de",
+            "12a2",
+            "030200",
+            "a1",
+            "nvidia",
+            None,
+            None,
+            0,
+            mdev_types=types,
+        )
     return Host(devices=devices, groups={})
 
 
@@ -54,19 +68,21 @@ def run() -> list[str]:
         specs = [SriovSpec(str(pf), 255, "vfio-pci") for pf in pfs]
         nova = parse_nova_whitelist(
             '[{"address": "*:20:*.*", "physical_network": "physnet1"},'
-            ' {"vendor_id": "8086", "product_id": "1889", "address": "0000:22:00.0"}]')
+            ' {"vendor_id": "8086", "product_id": "1889", "address": "0000:22:00.0"}]'
+        )
         devices = host.sorted_devices()
         figures = {
             "PF view (16 PFs, 4,080 VFs)": _best(lambda: pf_infos(host, fs)),
             "reconcile_sriov, 16 PFs, steady state": _best(lambda: reconcile_sriov(host, specs)),
             "nova device_spec over every function": _best(
-                lambda: [d for d in devices if any(s.matches(d, host) for s in nova)]),
-            "VF poll of one PF (255 virtfn links + drivers)": _best(
-                lambda: read_vfs(fs, pfs[0])),
+                lambda: [d for d in devices if any(s.matches(d, host) for s in nova)]
+            ),
+            "VF poll of one PF (255 virtfn links + drivers)": _best(lambda: read_vfs(fs, pfs[0])),
         }
     mdev_host = _mdev_host()
     figures["mdev plan, 8 cards x 8 types"] = _best(
-        lambda: plan_mdevs(mdev_host, ["GRID T4-2Q", "nvidia-233", "GRID_T4-4Q"]))
+        lambda: plan_mdevs(mdev_host, ["GRID T4-2Q", "nvidia-233", "GRID_T4-4Q"])
+    )
     lines = ["## SR-IOV and mdev planning", "", "| operation | best of 7 |", "| --- | --- |"]
     lines += [f"| {name} | {seconds * 1000:.2f} ms |" for name, seconds in figures.items()]
     return lines
