@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from hostdev.kubelet import constants
 
 if TYPE_CHECKING:
     from hostdev.daemon.node import Node
+    from hostdev.host.fs import HostFS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="kubelet registration socket (default <plugin-dir>/kubelet.sock)",
     )
+    parser.add_argument(
+        "--node-labels",
+        metavar="FILE",
+        help="this node's labels for nodeMediatedDeviceTypes (YAML/JSON map; default: "
+        "the API server when running in a cluster)",
+    )
+    parser.add_argument(
+        "--pod-resources-socket",
+        default=constants.POD_RESOURCES_SOCKET,
+        help="kubelet PodResources socket: devices pods hold are never removed at start "
+        f"(default {constants.POD_RESOURCES_SOCKET})",
+    )
     parser.set_defaults(handler=run)
+
+
+def _provision(fs: HostFS, config: Config, args: argparse.Namespace) -> None:
+    """Create the declared VFs and mdevs before the first selection."""
+    from hostdev.cli.writing import writer_for
+    from hostdev.daemon.provision import provision, start_facts
+
+    labels, in_use = start_facts(config, args.node_labels, args.pod_resources_socket, os.environ)
+    provision(fs, writer_for(args), config, labels=labels, in_use=in_use)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
         if args.kubelet_socket
         else plugin_dir / constants.KUBELET_SOCKET_NAME
     )
-    node = Node(host_fs(args), config, plugin_dir, kubelet_socket)
+    fs = host_fs(args)
+    if config.sriov or config.mediated_devices is not None:
+        _provision(fs, config, args)
+    node = Node(fs, config, plugin_dir, kubelet_socket)
     asyncio.run(serve(node))
     return 0
 
