@@ -10,6 +10,7 @@ Criteria, each counted on the whole selection:
 - numa: devices off the chosen NUMA node (every node with offered devices is tried);
 - groups: collateral, the served devices that are free now and this choice would block
   (siblings in a group, a PF of a chosen VF, the VFs of a chosen PF);
+- fill: larger units first (a group taken whole now cannot cost collateral later);
 - pcie: the largest distance between two chosen devices in the PCIe tree (hops through
   bridges: 2 under one port, 4 under two ports of one switch or root complex).
 """
@@ -106,12 +107,12 @@ class _Search:
                 grown.nodes.add(node)
                 grown.off_home += node != selection.home
             grown.blocked |= self.rivals_of(device_id)
-        return self.score(grown, grown.off_home), grown
+        return self.score(grown, grown.off_home, -len(unit)), grown
 
-    def score(self, selection: _Selection, numa: int) -> Cost:
+    def score(self, selection: _Selection, numa: int, fill: int) -> Cost:
         """The selection's cost in the policy's criteria order."""
         collateral = len(selection.blocked.difference(selection.ids))
-        values = {"numa": numa, "groups": collateral, "pcie": selection.diameter}
+        values = {"numa": numa, "groups": collateral, "fill": fill, "pcie": selection.diameter}
         return tuple(values[name] for name in self.criteria)
 
 
@@ -140,24 +141,24 @@ def _units(search: _Search, candidates: Sequence[str]) -> list[list[tuple[str, .
 
 
 def _grow(search: _Search, home: int | None, start: list[str], size: int) -> _Selection:
-    """Greedy: add the unit whose addition costs least (ties: larger, then lower ID)."""
+    """Greedy: add the unit whose addition costs least (ties: lower ID)."""
     _, selection = search.cost(_Selection(home), start)
     taken = set(start)
     buckets = _units(search, [i for i in _candidates(search) if i not in taken])
     while len(selection.ids) < size and any(buckets):
         room = size - len(selection.ids)
-        best: tuple[Cost, int, str, int, _Selection] | None = None
+        best: tuple[Cost, str, int, _Selection] | None = None
         for number, bucket in enumerate(buckets):
             if not bucket:
                 continue
             unit = bucket[-1][:room]
             cost, grown = search.cost(selection, unit)
-            key = (cost, -len(unit), unit[0], number, grown)
-            if best is None or key[:3] < best[:3]:
+            key = (cost, unit[0], number, grown)
+            if best is None or key[:2] < best[:2]:
                 best = key
         assert best is not None
-        buckets[best[3]].pop()
-        selection = best[4]
+        buckets[best[2]].pop()
+        selection = best[3]
     return selection
 
 
@@ -184,7 +185,8 @@ def greedy_policy(criteria: Criteria) -> Policy:
         best: tuple[Cost, list[str]] | None = None
         for home in sorted(homes, key=lambda n: -1 if n is None else n):
             selection = _grow(search, home, start, request.size)
-            key = (-len(selection.ids), *search.score(selection, len(selection.nodes)))
+            size = len(selection.ids)
+            key = (-size, *search.score(selection, len(selection.nodes), -size))
             if best is None or key < best[0]:
                 best = (key, selection.ids)
         return best[1] if best else start
@@ -206,8 +208,8 @@ def kubelet_order(request: PreferenceRequest) -> list[str]:
 
 
 POLICIES: dict[str, Policy] = {
-    "default": greedy_policy(("numa", "groups", "pcie")),
-    "topology": greedy_policy(("numa", "pcie", "groups")),
+    "default": greedy_policy(("numa", "groups", "fill", "pcie")),
+    "topology": greedy_policy(("numa", "pcie", "groups", "fill")),
     "kubelet-order": kubelet_order,
 }
 DEFAULT_POLICY = "default"

@@ -271,6 +271,18 @@ def kitchen_sink(root: Path) -> FakeHost:
     return host
 
 
+def shared_groups(root: Path) -> FakeHost:
+    """The kitchen sink with group 32's two NICs and the 82576 PF enp4s0f1 moved to vfio-pci.
+
+    Group 15 (GPU + audio), group 32 (two NICs behind a PCIe-to-PCI bridge) and a PF with its
+    VFs then all hold several vfio devices that must never go to two pods.
+    """
+    host = kitchen_sink(root)
+    for address in ("0000:06:01.0", "0000:06:02.0", "0000:04:00.1"):
+        host.bind(address, VFIO_PCI)
+    return host
+
+
 def no_iommu(root: Path) -> FakeHost:
     """A host booted without the IOMMU: no groups, no /sys/class/iommu entries."""
     host = base_host(root, iommu=False)
@@ -314,6 +326,7 @@ EXAMPLES: dict[str, Callable[[Path], FakeHost]] = {
     "sriov-node": sriov_node,
     "vgpu-node": vgpu_node,
     "kitchen-sink": kitchen_sink,
+    "shared-groups": shared_groups,
     "no-iommu": no_iommu,
 }
 
