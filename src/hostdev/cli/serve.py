@@ -8,6 +8,7 @@ import logging
 import signal
 from pathlib import Path
 
+from hostdev.cli.allocation import add_allocation_flags, allocation_parts
 from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
 from hostdev.daemon.node import Node
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="kubelet registration socket (default <plugin-dir>/kubelet.sock)",
     )
+    add_allocation_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -66,7 +68,16 @@ def run(args: argparse.Namespace) -> int:
         if args.kubelet_socket
         else plugin_dir / constants.KUBELET_SOCKET_NAME
     )
-    node = Node(host_fs(args), config, plugin_dir, kubelet_socket)
+    parts = allocation_parts(args)
+    node = Node(
+        host_fs(args),
+        config,
+        plugin_dir,
+        kubelet_socket,
+        policy=parts.accounting,
+        preferred=parts.preferred,
+        reconciler=parts.reconciler,
+    )
     asyncio.run(serve(node))
     return 0
 

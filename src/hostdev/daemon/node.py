@@ -3,7 +3,8 @@ server and registrar per resource, and the inotify watch on the plugin dir.
 
 Extension points: `rescan()` (a new host snapshot), `reload(config)` (a new config), both of
 which add and remove resources' servers as selection changes; `table` for health and in-use
-updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices.
+updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices;
+`reconciler` (PodResources) tells the table what the kubelet really holds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
 from hostdev.kubelet.plugin import DevicePluginService, PluginServer
+from hostdev.kubelet.podresources import Reconciler
 from hostdev.kubelet.preferred import PreferredPolicy
 from hostdev.kubelet.registration import Backoff, KubeletWatch, Registrar
 from hostdev.kubelet.state import AvailabilityPolicy, DeviceTable, ResourceChanges
@@ -39,6 +41,7 @@ class Node:
         preferred: PreferredPolicy | None = None,
         backoff: Backoff | None = None,
         scanner: Callable[[HostFS], Host] = scan_host,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.fs = fs
         self.config = config
@@ -48,6 +51,7 @@ class Node:
         self.preferred = preferred
         self.backoff = backoff
         self.scanner = scanner
+        self.reconciler = reconciler
         self.registrars: dict[str, Registrar] = {}
         self._table: DeviceTable | None = None
         self._watch = KubeletWatch(plugin_dir, kubelet_socket)
@@ -65,6 +69,9 @@ class Node:
         """Scan, select, serve each resource on its socket and register it."""
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         self._table = DeviceTable(self.config, self.scanner(self.fs), self.policy)
+        if self.reconciler is not None:  # capacity right before the first registration
+            self.reconciler.on_change = self._on_reconciled
+            await self.reconciler.start()
         self._watch.start()
         names = self._table.resource_names()
         if not names:
@@ -77,6 +84,8 @@ class Node:
     async def stop(self) -> None:
         """Stop every server and remove our sockets."""
         self._watch.stop()
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         for name in list(self.registrars):
             await self._remove(name, quiet=True)
         log.info("stopped; sockets removed from %s", self.plugin_dir)
@@ -123,6 +132,10 @@ class Node:
         self._registered.discard(name)
         if not quiet:
             log.info("%s: no longer served; socket removed", name)
+
+    def _on_reconciled(self) -> None:
+        assert self.reconciler is not None
+        self.table.set_in_use(self.reconciler.ledger.holdings)
 
     def _on_registered(self, name: str) -> None:
         self._registered.add(name)

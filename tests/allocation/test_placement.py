@@ -12,7 +12,7 @@ from hostdev.allocation import (
     make_inventory,
 )
 from hostdev.errors import BadInputError
-from hostdev.preferred import POLICIES, PreferenceRequest, preferred_allocation
+from hostdev.placement import POLICIES, PreferenceRequest, preferred_allocation
 
 from .conftest import AUDIO_GROUP_15, GPU_GROUP_15, T4_NUMA0, T4_NUMA1, VFS
 
