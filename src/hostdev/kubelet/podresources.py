@@ -129,6 +129,11 @@ class Reconciler:
         """An Allocate was granted: learn the pod's name once the kubelet recorded it."""
         self.poke(AFTER_ALLOCATE_S)
 
+    @property
+    def attempts(self) -> int:
+        """Reconciles tried so far, successful or not."""
+        return self._attempts
+
     async def wait_reconciled(self, count: int) -> None:
         """Return once `count` reconciles (successful or not) have run since start."""
         while self._attempts < count:
