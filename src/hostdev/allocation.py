@@ -15,8 +15,8 @@ stay Healthy; blocked devices are reported Unhealthy (docs/allocation.md explain
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
 from enum import Enum
 
 from hostdev.errors import HostdevError
@@ -104,18 +104,24 @@ class Inventory:
     """Every served device by ID, with the lock index that relates them."""
 
     devices: Mapping[str, ServedDevice]
-    locks: Mapping[str, tuple[Lock, ...]] = field(default_factory=dict)
-    related: frozenset[str] = frozenset()  # devices that share a lock key with another one
-    takers: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    locks: Mapping[str, tuple[Lock, ...]]
+    rivals: Mapping[str, frozenset[str]]  # only devices that have some
+    by_resource: Mapping[str, tuple[str, ...]]
+    places: Mapping[str, tuple[int | None, tuple[str, ...]]]  # NUMA node, bridges above
 
-    def resource_ids(self, resource: str) -> list[str]:
-        """The IDs a resource advertises, in a stable order."""
-        return sorted(d.id for d in self.devices.values() if d.resource == resource)
+    @property
+    def related(self) -> Set[str]:
+        """Devices that conflict with at least one other served device."""
+        return self.rivals.keys()
+
+    def resource_ids(self, resource: str) -> tuple[str, ...]:
+        """The IDs a resource advertises, sorted."""
+        return self.by_resource.get(resource, ())
 
     @property
     def resources(self) -> list[str]:
         """Every served resource name, sorted."""
-        return sorted({d.resource for d in self.devices.values()})
+        return sorted(self.by_resource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +176,30 @@ def make_inventory(devices: Iterable[ServedDevice]) -> Inventory:
     """Index served devices by ID and find those whose locks overlap another's."""
     by_id = {d.id: d for d in devices}
     locks = {i: d.locks for i, d in by_id.items()}
-    takers: dict[tuple[str, str], list[str]] = {}
+    takers: dict[tuple[str, str], tuple[list[str], list[str]]] = {}  # exclusive, shared
     for device_id, device_locks in locks.items():
         for lock in device_locks:
-            takers.setdefault(lock.key, []).append(device_id)
-    related = {i for ids in takers.values() if len(ids) > 1 for i in ids}
-    shared_keys = {key: tuple(ids) for key, ids in takers.items() if len(ids) > 1}
-    return Inventory(by_id, locks, frozenset(related), shared_keys)
+            exclusive, shared = takers.setdefault(lock.key, ([], []))
+            (exclusive if lock.mode is Mode.EXCLUSIVE else shared).append(device_id)
+    rivals: dict[str, set[str]] = {}
+    for exclusive, shared in takers.values():
+        if not exclusive or len(exclusive) + len(shared) < 2:
+            continue
+        everyone = exclusive + shared
+        for device_id in exclusive:
+            rivals.setdefault(device_id, set()).update(everyone)
+        for device_id in shared:
+            rivals.setdefault(device_id, set()).update(exclusive)
+    by_resource: dict[str, list[str]] = {}
+    for device in by_id.values():
+        by_resource.setdefault(device.resource, []).append(device.id)
+    return Inventory(
+        by_id,
+        locks,
+        {i: frozenset(r - {i}) for i, r in rivals.items() if r - {i}},
+        {name: tuple(sorted(ids)) for name, ids in sorted(by_resource.items())},
+        {i: (d.numa_node, d.pci_path[:-1]) for i, d in by_id.items()},
+    )
 
 
 def served_device(host: Host, resource: str, device_id: str) -> ServedDevice:
@@ -229,23 +252,14 @@ def _unusable(host: Host, dev: PciDevice) -> str:
     return f"group not viable: {blockers}"
 
 
-def rivals(inventory: Inventory, device_id: str) -> set[str]:
+def rivals(inventory: Inventory, device_id: str) -> frozenset[str]:
     """Other served devices that allocating this one would block (or that would block it)."""
-    found: set[str] = set()
-    for lock in inventory.locks.get(device_id, ()):
-        for other in inventory.takers.get(lock.key, ()):
-            if other != device_id and _conflicting(inventory, lock, other):
-                found.add(other)
-    return found
+    return inventory.rivals.get(device_id, frozenset())
 
 
-def _conflicting(inventory: Inventory, lock: Lock, other: str) -> bool:
-    if lock.mode is Mode.EXCLUSIVE:
-        return True
-    return any(o.key == lock.key and o.mode is Mode.EXCLUSIVE for o in inventory.locks[other])
-
-
-def index_holdings(inventory: Inventory, holdings: Mapping[str, Holder]) -> LockIndex:
+def index_holdings(
+    inventory: Inventory, holdings: Mapping[str, Holder]
+) -> dict[tuple[str, str], list[Entry]]:
     """Lock key → who takes it, for every held device we serve (others are ignored)."""
     index: dict[tuple[str, str], list[Entry]] = {}
     for device_id, holder in holdings.items():
@@ -342,19 +356,22 @@ def check_allocation(
     new_holders: Sequence[Holder],
     *,
     in_use_known: bool = True,
+    index: LockIndex | None = None,
 ) -> Grant:
     """Accept an Allocate request (one device list per container) or raise AllocationRefused.
 
     The kubelet never hands out a device it still counts as allocated, so a requested device
     we think is held means its holder is gone: that holder is dropped (superseded). Anything
     else that conflicts (a sibling held by another pod, two containers of the request in one
-    group, a PF and its VF) refuses the whole request.
+    group, a PF and its VF) refuses the whole request. `index` (of holdings) saves a rebuild.
     """
     requested = [device_id for ids in containers for device_id in ids]
     _check_known(inventory, resource, requested)
     superseded = tuple(sorted({holdings[i] for i in requested if i in holdings}))
-    base = {i: h for i, h in holdings.items() if h not in superseded}
-    index = index_holdings(inventory, base)
+    base: Mapping[str, Holder] = holdings
+    if superseded or index is None:
+        base = {i: h for i, h in holdings.items() if h not in superseded}
+        index = index_holdings(inventory, base)
     for device_id in requested:
         status = device_status(inventory, index, base, device_id, in_use_known)
         if status.state is State.BLOCKED:

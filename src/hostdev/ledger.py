@@ -19,11 +19,14 @@ from dataclasses import dataclass
 
 from hostdev.allocation import (
     Availability,
+    Entry,
     Holder,
     Inventory,
     State,
     check_allocation,
     compute_availability,
+    device_status,
+    index_holdings,
 )
 
 DEFAULT_GRACE_S = 5.0
@@ -49,6 +52,7 @@ class AllocationLedger:
         self._holdings: dict[str, Holder] = {}
         self._serial = 0
         self._cached: Availability | None = None
+        self._index: dict[tuple[str, str], list[Entry]] | None = None
         self.in_use_known = False
         self.podresources_reachable: bool | None = None  # None until the first attempt
         self.last_error = ""
@@ -71,7 +75,11 @@ class AllocationLedger:
     def replace_inventory(self, inventory: Inventory) -> None:
         """Serve a new set of devices (rescan, config reload); holdings are kept by ID."""
         self._inventory = inventory
+        self._changed()
+
+    def _changed(self) -> None:
         self._cached = None
+        self._index = None
 
     def availability(self) -> Availability:
         """Per device status, recomputed only after a change."""
@@ -86,6 +94,8 @@ class AllocationLedger:
     ) -> tuple[list[Holder], tuple[Holder, ...]]:
         """Grant an Allocate request or raise AllocationRefused; returns (new, superseded)."""
         new_holders = [Holder(allocation=self._serial + n) for n in range(1, len(containers) + 1)]
+        if self._index is None:
+            self._index = index_holdings(self._inventory, self._holdings)
         grant = check_allocation(
             self._inventory,
             self._holdings,
@@ -93,14 +103,37 @@ class AllocationLedger:
             containers,
             new_holders,
             in_use_known=self.in_use_known,
+            index=self._index,
         )
         self._serial += len(containers)
         self._drop(grant.superseded)
         for holder, ids in zip(new_holders, containers, strict=True):
             self._pending[holder.allocation] = Pending(holder, tuple(ids), now)
         self._holdings = grant.holdings
-        self._cached = None
+        if grant.superseded:
+            self._changed()
+        else:
+            self._add_to_index(new_holders, containers)
         return new_holders, grant.superseded
+
+    def _add_to_index(self, holders: Sequence[Holder], containers: Sequence[Sequence[str]]) -> None:
+        """Cheap update after a grant: only the new devices and their rivals change state."""
+        assert self._index is not None
+        affected: set[str] = set()
+        for holder, ids in zip(holders, containers, strict=True):
+            for device_id in ids:
+                for lock in self._inventory.locks[device_id]:
+                    self._index.setdefault(lock.key, []).append((holder, lock.mode, device_id))
+                affected.add(device_id)
+                affected.update(self._inventory.rivals.get(device_id, ()))
+        if self._cached is None:
+            return
+        statuses = dict(self._cached.statuses)
+        for device_id in affected:
+            statuses[device_id] = device_status(
+                self._inventory, self._index, self._holdings, device_id, self.in_use_known
+            )
+        self._cached = Availability(statuses, self._cached.violations)
 
     def _drop(self, holders: Sequence[Holder]) -> None:
         for holder in holders:
@@ -126,7 +159,7 @@ class AllocationLedger:
         self.in_use_known = True
         self.podresources_reachable = True
         self.last_error = ""
-        self._cached = None
+        self._changed()
         return dropped
 
     def reconcile_failed(self, error: str) -> None:

@@ -47,31 +47,40 @@ class _Selection:
 
     home: int | None
     ids: list[str] = field(default_factory=list)
+    chosen: set[str] = field(default_factory=set)
     nodes: set[int] = field(default_factory=set)
-    blocked: set[str] = field(default_factory=set)  # rivals of the chosen devices
+    blocked: set[str] = field(default_factory=set)  # free rivals of the chosen devices
     off_home: int = 0
     diameter: int = 0
 
+    @property
+    def collateral(self) -> int:
+        """Free served devices this selection would block."""
+        return len(self.blocked - self.chosen)
+
+
+Unit = tuple[str, ...]
+
 
 class _Search:
-    """The data one request needs: numa nodes, PCIe paths and rivals of offered devices."""
+    """The data one request needs: NUMA nodes, PCIe paths and free rivals of devices."""
 
     def __init__(self, request: PreferenceRequest, criteria: Criteria) -> None:
         self.request = request
         self.criteria = criteria
         self.devices = request.inventory.devices
-        self._rivals: dict[str, set[str]] = {}
+        self._rivals: dict[str, frozenset[str]] = {}
 
-    def rivals_of(self, device_id: str) -> set[str]:
+    def rivals_of(self, device_id: str) -> frozenset[str]:
         """Free served devices that choosing this one would block (cached per request)."""
         found = self._rivals.get(device_id)
         if found is None:
             statuses = self.request.availability.statuses
-            found = {
+            found = frozenset(
                 other
                 for other in rivals(self.request.inventory, device_id)
                 if statuses[other].state is State.AVAILABLE
-            }
+            )
             self._rivals[device_id] = found
         return found
 
@@ -89,85 +98,104 @@ class _Search:
             common += 1
         return len(path_a) + len(path_b) - 2 * common
 
-    def cost(self, selection: _Selection, unit: Sequence[str]) -> tuple[Cost, _Selection]:
-        """The cost after adding unit to selection, and the grown selection."""
-        grown = _Selection(
-            selection.home,
-            [*selection.ids, *unit],
-            set(selection.nodes),
-            set(selection.blocked),
-            selection.off_home,
-            selection.diameter,
-        )
-        for device_id in unit:
-            for other in grown.ids:
-                grown.diameter = max(grown.diameter, self.distance(device_id, other))
+    def cost(self, selection: _Selection, unit: Unit) -> Cost:
+        """The cost of selection once unit is added (selection is left unchanged)."""
+        off_home = selection.off_home
+        diameter = selection.diameter
+        new_rivals: set[str] = set()
+        for position, device_id in enumerate(unit):
             node = self.numa(device_id)
-            if node is not None:
-                grown.nodes.add(node)
-                grown.off_home += node != selection.home
-            grown.blocked |= self.rivals_of(device_id)
-        return self.score(grown, grown.off_home, -len(unit)), grown
-
-    def score(self, selection: _Selection, numa: int, fill: int) -> Cost:
-        """The selection's cost in the policy's criteria order."""
-        collateral = len(selection.blocked.difference(selection.ids))
-        values = {"numa": numa, "groups": collateral, "fill": fill, "pcie": selection.diameter}
+            off_home += node is not None and node != selection.home
+            for other in (*selection.ids, *unit[:position]):
+                diameter = max(diameter, self.distance(device_id, other))
+            new_rivals.update(self.rivals_of(device_id))
+        collateral = selection.collateral - len(selection.blocked.intersection(unit))
+        if new_rivals:
+            gone = selection.blocked | selection.chosen
+            collateral += len(new_rivals.difference(gone, unit))
+        values = {"numa": off_home, "groups": collateral, "fill": -len(unit), "pcie": diameter}
         return tuple(values[name] for name in self.criteria)
 
+    def add(self, selection: _Selection, unit: Unit) -> None:
+        """Grow selection by unit."""
+        for device_id in unit:
+            node = self.numa(device_id)
+            if node is not None:
+                selection.nodes.add(node)
+                selection.off_home += node != selection.home
+            for other in selection.ids:
+                selection.diameter = max(selection.diameter, self.distance(device_id, other))
+            selection.ids.append(device_id)
+            selection.chosen.add(device_id)
+            selection.blocked.update(self.rivals_of(device_id))
 
-def _units(search: _Search, candidates: Sequence[str]) -> list[list[tuple[str, ...]]]:
-    """Buckets of interchangeable units, each bucket sorted by ID.
+    def final(self, selection: _Selection) -> Cost:
+        """A complete answer's cost: more devices first, then the criteria (NUMA as a span)."""
+        values = {
+            "numa": len(selection.nodes),
+            "groups": selection.collateral,
+            "fill": 0,
+            "pcie": selection.diameter,
+        }
+        return (-len(selection.ids), *(values[name] for name in self.criteria))
 
-    A device that shares no lock with another served device is its own unit and is
-    interchangeable with any other such device on the same NUMA node under the same bridge.
-    Devices that do share (a group of several served devices, a PF with served VFs) form
-    one unit per IOMMU group and a bucket each.
+
+def _buckets(search: _Search, candidates: Sequence[str]) -> list[list[Unit]]:
+    """Buckets of interchangeable units, each sorted by ID (popped from the end).
+
+    A unit is the offered devices of one IOMMU group (taken whole when it fits). Units are
+    interchangeable when they have the same size, NUMA nodes, bridges above them and free
+    rivals: then every criterion rates them alike, so only a bucket's first unit needs to
+    be rated at each step. Devices without rivals are single units that only differ by
+    their NUMA node and bridges, so thousands of VFs fall into a few buckets.
     """
-    related = search.request.inventory.related
-    buckets: dict[object, list[tuple[str, ...]]] = {}
-    groups: dict[str | int, list[str]] = {}
+    inventory = search.request.inventory
+    buckets: dict[object, list[Unit]] = {}
+    groups: dict[object, list[str]] = {}
     for device_id in sorted(candidates):
+        if device_id not in inventory.rivals:  # shares no group: a unit of its own
+            buckets.setdefault(inventory.places[device_id], []).append((device_id,))
+            continue
         device = search.devices[device_id]
-        if device_id in related:
-            unit_key = device_id if device.iommu_group is None else device.iommu_group
-            groups.setdefault(unit_key, []).append(device_id)
-        else:
-            key = (device.numa_node, device.pci_path[:-1])
-            buckets.setdefault(key, []).append((device_id,))
-    for unit_key, members in groups.items():
-        buckets[("group", unit_key)] = [tuple(members)]
-    return [bucket[::-1] for bucket in buckets.values()]  # popped from the end
+        unit_key = device_id if device.iommu_group is None else device.iommu_group
+        groups.setdefault(unit_key, []).append(device_id)
+    for members in groups.values():
+        unit = tuple(members)
+        outside = frozenset().union(*(search.rivals_of(i) for i in unit)).difference(unit)
+        places = tuple(inventory.places[i] for i in unit)
+        buckets.setdefault((places, outside), []).append(unit)
+    return [bucket[::-1] for bucket in buckets.values()]
 
 
-def _grow(search: _Search, home: int | None, start: list[str], size: int) -> _Selection:
+def _grow(
+    search: _Search, home: int | None, start: Sequence[str], buckets: list[list[Unit]], size: int
+) -> _Selection:
     """Greedy: add the unit whose addition costs least (ties: lower ID)."""
-    _, selection = search.cost(_Selection(home), start)
-    taken = set(start)
-    buckets = _units(search, [i for i in _candidates(search) if i not in taken])
-    while len(selection.ids) < size and any(buckets):
+    selection = _Selection(home)
+    search.add(selection, tuple(start))
+    while len(selection.ids) < size:
         room = size - len(selection.ids)
-        best: tuple[Cost, str, int, _Selection] | None = None
+        best: tuple[Cost, str, int] | None = None
         for number, bucket in enumerate(buckets):
-            if not bucket:
-                continue
-            unit = bucket[-1][:room]
-            cost, grown = search.cost(selection, unit)
-            key = (cost, unit[0], number, grown)
-            if best is None or key[:2] < best[:2]:
-                best = key
-        assert best is not None
-        buckets[best[2]].pop()
-        selection = best[3]
+            if bucket:
+                unit = bucket[-1][:room]
+                key = (search.cost(selection, unit), unit[0], number)
+                if best is None or key < best:
+                    best = key
+        if best is None:
+            break
+        unit = buckets[best[2]].pop()[:room]
+        search.add(selection, unit)
     return selection
 
 
-def _candidates(search: _Search) -> list[str]:
+def _candidates(search: _Search, exclude: Sequence[str]) -> list[str]:
     statuses = search.request.availability.statuses
+    skip = set(exclude)
     return [
         i
         for i in dict.fromkeys(search.request.available)
-        if i in statuses and statuses[i].state is State.AVAILABLE
+        if i in statuses and statuses[i].state is State.AVAILABLE and i not in skip
     ]
 
 
@@ -179,14 +207,14 @@ def greedy_policy(criteria: Criteria) -> Policy:
         start = [i for i in dict.fromkeys(request.must_include) if i in search.devices]
         if len(start) >= request.size:
             return start
-        homes = {search.numa(i) for i in start} - {None} or {
-            search.numa(i) for i in _candidates(search)
-        }
+        candidates = _candidates(search, start)
+        buckets = _buckets(search, candidates)
+        homes = {search.numa(i) for i in start} - {None} or {search.numa(i) for i in candidates}
         best: tuple[Cost, list[str]] | None = None
         for home in sorted(homes, key=lambda n: -1 if n is None else n):
-            selection = _grow(search, home, start, request.size)
-            size = len(selection.ids)
-            key = (-size, *search.score(selection, len(selection.nodes), -size))
+            copies = [list(bucket) for bucket in buckets]
+            selection = _grow(search, home, start, copies, request.size)
+            key = search.final(selection)
             if best is None or key < best[0]:
                 best = (key, selection.ids)
         return best[1] if best else start

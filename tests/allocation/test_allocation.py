@@ -248,4 +248,4 @@ def test_holder_names_itself() -> None:
 
 def test_inventory_lists_resources(shared: Inventory) -> None:
     assert shared.resources[0] == "example.com/gpu"
-    assert shared.resource_ids("example.com/gpu") == [GPU_GROUP_15, T4_NUMA0, T4_NUMA1]
+    assert shared.resource_ids("example.com/gpu") == (GPU_GROUP_15, T4_NUMA0, T4_NUMA1)

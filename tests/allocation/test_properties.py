@@ -174,10 +174,12 @@ def run_life_cycle(host: Host, resources: dict[str, tuple[str, ...]], data: st.D
             kubelet.refresh()
         kubelet.check()
     kubelet.pods.clear()
-    kubelet.now += GRACE_S
+    kubelet.now += GRACE_S + 1.0
     kubelet.reconcile()
     availability = kubelet.ledger.availability()
-    assert availability.count(inventory.devices, State.AVAILABLE) == len(inventory.devices)
+    assert {
+        i: s.state for i, s in availability.statuses.items() if s.state is not State.AVAILABLE
+    } == {}
 
 
 def _fit(resource: str, resources: dict[str, tuple[str, ...]]) -> str:

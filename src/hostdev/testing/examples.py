@@ -307,6 +307,7 @@ def synthetic(root: Path, *, pfs: int = 16, vfs_per_pf: int = 255, gpus: int = 8
             vf_driver=VFIO_PCI,
             driver="ice",
             iommu_group=1000 + index,
+            first_vf_group=10000 + index * vfs_per_pf,  # clear of the PFs' groups
             numa_node=index % 2,
         )
     for index in range(gpus):
