@@ -127,6 +127,9 @@ class DeviceTable:
         self._changed: dict[str, asyncio.Event] = {}
         self._version = 0
         self._closed = False
+        self._intrinsic: dict[str, str] = {}  # per host snapshot: ID → why it is unusable
+        self._inputs: tuple[int, int] = (0, 0)  # (selection generation, health version)
+        self._last_inputs: tuple[tuple[int, int], dict[str, str]] | None = None
         self._reselect()
 
     # --- reading -------------------------------------------------------------------------
@@ -165,6 +168,7 @@ class DeviceTable:
             self._health.pop(device_id, None)
         else:
             self._health[device_id] = reason
+        self._inputs = (self._inputs[0], self._inputs[1] + 1)
         self._publish_all()
 
     def set_in_use(self, ids: Iterable[str]) -> None:
@@ -219,6 +223,13 @@ class DeviceTable:
     def _reselect(self) -> ResourceChanges:
         before = set(self._resources)
         self._resources = {r.name: r for r in select(self.host, self.config)}
+        self._intrinsic = {
+            d.id: problem
+            for r in self._resources.values()
+            for d in r.devices
+            if (problem := intrinsic_problem(d, self.host)) is not None
+        }
+        self._inputs = (self._inputs[0] + 1, self._inputs[1])
         removed = tuple(n for n in before if n not in self._resources)
         for name in removed:
             self._snapshots.pop(name, None)
@@ -229,27 +240,34 @@ class DeviceTable:
 
     def _publish_all(self, force: set[str] | None = None) -> None:
         resources = tuple(self._resources.values())
-        blocked = self.policy.blocked(self.host, resources, self._in_use)
+        blocked = dict(self.policy.blocked(self.host, resources, self._in_use))
+        # Allocate calls this after every claim: skip the O(devices) pass when nothing changed.
+        if not force and self._last_inputs == (self._inputs, blocked):
+            return
+        self._last_inputs = (self._inputs, blocked)
         for resource in resources:
-            views = tuple(DeviceView(d, self._problem(d, blocked)) for d in resource.devices)
-            old = self._snapshots.get(resource.name)
-            if old is not None and old.views == views and not (force and resource.name in force):
-                continue
-            self._version += 1
-            by_id = {v.device.id: v for v in views}
-            self._snapshots[resource.name] = ResourceSnapshot(resource, views, self._version, by_id)
-            self._log_changes(old, views, resource.name)
-            event = self._changed.get(resource.name)
-            self._changed[resource.name] = asyncio.Event()
-            if event is not None:
-                event.set()
+            self._publish(resource, blocked, bool(force and resource.name in force))
 
-    def _problem(self, device: ServedDevice, blocked: Mapping[str, str]) -> str | None:
-        return (
-            self._health.get(device.id)
-            or intrinsic_problem(device, self.host)
-            or blocked.get(device.id)
-        )
+    def _publish(self, resource: Resource, blocked: Mapping[str, str], force: bool) -> None:
+        health, intrinsic = self._health, self._intrinsic
+        problems = [
+            health.get(d.id) or intrinsic.get(d.id) or blocked.get(d.id) for d in resource.devices
+        ]
+        old = self._snapshots.get(resource.name)
+        unchanged = old is not None and not force and old.resource is resource
+        if unchanged and all(p == v.problem for p, v in zip(problems, old.views, strict=True)):  # type: ignore[union-attr]
+            return
+        views = tuple(DeviceView(d, p) for d, p in zip(resource.devices, problems, strict=True))
+        if old is not None and not force and old.views == views:
+            return
+        self._version += 1
+        by_id = {v.device.id: v for v in views}
+        self._snapshots[resource.name] = ResourceSnapshot(resource, views, self._version, by_id)
+        self._log_changes(old, views, resource.name)
+        event = self._changed.get(resource.name)
+        self._changed[resource.name] = asyncio.Event()
+        if event is not None:
+            event.set()
 
     @staticmethod
     def _log_changes(
