@@ -5,7 +5,8 @@ Extension points: `rescan()` (a new host snapshot), `reload(config)` (a new conf
 which add and remove resources' servers as selection changes; `table` for health and in-use
 updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices;
 `binder` for `bind: onStart` (devices bound before a snapshot is served, at start and on each
-rescan, in a worker thread) and `reset: true` (PreStartContainer).
+rescan, in a worker thread) and `reset: true` (PreStartContainer);
+`reconciler` (PodResources) tells the table what the kubelet really holds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
 from hostdev.kubelet.plugin import DevicePluginService, PluginServer
+from hostdev.kubelet.podresources import Reconciler
 from hostdev.kubelet.preferred import PreferredPolicy
 from hostdev.kubelet.registration import Backoff, KubeletWatch, Registrar
 from hostdev.kubelet.state import AvailabilityPolicy, DeviceTable, ResourceChanges
@@ -43,6 +45,7 @@ class Node:
         backoff: Backoff | None = None,
         scanner: Callable[[HostFS], Host] = scan_host,
         binder: Binder | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.fs = fs
         self.config = config
@@ -53,6 +56,7 @@ class Node:
         self.backoff = backoff
         self.scanner = scanner
         self.binder = binder or Binder(fs)
+        self.reconciler = reconciler
         self.registrars: dict[str, Registrar] = {}
         self._table: DeviceTable | None = None
         self._watch = KubeletWatch(plugin_dir, kubelet_socket)
@@ -70,6 +74,9 @@ class Node:
         """Scan, select, serve each resource on its socket and register it."""
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         self._table = DeviceTable(self.config, await self._snapshot(), self.policy)
+        if self.reconciler is not None:  # capacity right before the first registration
+            self.reconciler.on_change = self._on_reconciled
+            await self.reconciler.start()
         self._watch.start()
         names = self._table.resource_names()
         if not names:
@@ -84,6 +91,8 @@ class Node:
         self._watch.stop()
         if self._table is not None:
             self._table.close()
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         for name in list(self.registrars):
             await self._remove(name, quiet=True)
         log.info("stopped; sockets removed from %s", self.plugin_dir)
@@ -138,6 +147,10 @@ class Node:
         self._registered.discard(name)
         if not quiet:
             log.info("%s: no longer served; socket removed", name)
+
+    def _on_reconciled(self) -> None:
+        assert self.reconciler is not None
+        self.table.set_in_use(self.reconciler.ledger.holdings)
 
     def _on_registered(self, name: str) -> None:
         self._registered.add(name)

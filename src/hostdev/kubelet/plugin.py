@@ -23,7 +23,7 @@ from hostdev.host.model import PciAddress
 from hostdev.kubelet import constants
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as pb_grpc
-from hostdev.kubelet.envs import container_envs
+from hostdev.kubelet.envs import container_envs, tag_envs
 from hostdev.kubelet.preferred import NumaPolicy, PreferredPolicy
 from hostdev.kubelet.state import AllocationError, DeviceTable, ResourceSnapshot
 from hostdev.selection import Resource, ServedDevice
@@ -73,6 +73,8 @@ def container_response(resource: Resource, devices: Sequence[ServedDevice], iomm
     envs = container_envs(
         resource.name, resource.kind, resource.options.env, [d.id for d in devices]
     )
+    if any(d.tags for d in devices):
+        envs.update(tag_envs(resource.name, [d.tags for d in devices]))
     return pb.ContainerAllocateResponse(envs=envs, devices=device_specs(devices, iommufd))
 
 
