@@ -4,6 +4,8 @@ server and registrar per resource, and the inotify watch on the plugin dir.
 Extension points: `rescan()` (a new host snapshot), `reload(config)` (a new config), both of
 which add and remove resources' servers as selection changes; `table` for health and in-use
 updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices;
+`binder` for `bind: onStart` (devices bound before a snapshot is served, at start and on each
+rescan, in a worker thread) and `reset: true` (PreStartContainer);
 `reconciler` (PodResources) tells the table what the kubelet really holds.
 """
 
@@ -14,6 +16,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from hostdev.binding.onstart import Binder
 from hostdev.config.model import Config
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
@@ -41,6 +44,7 @@ class Node:
         preferred: PreferredPolicy | None = None,
         backoff: Backoff | None = None,
         scanner: Callable[[HostFS], Host] = scan_host,
+        binder: Binder | None = None,
         reconciler: Reconciler | None = None,
     ) -> None:
         self.fs = fs
@@ -51,6 +55,7 @@ class Node:
         self.preferred = preferred
         self.backoff = backoff
         self.scanner = scanner
+        self.binder = binder or Binder(fs)
         self.reconciler = reconciler
         self.registrars: dict[str, Registrar] = {}
         self._table: DeviceTable | None = None
@@ -68,7 +73,7 @@ class Node:
     async def start(self) -> None:
         """Scan, select, serve each resource on its socket and register it."""
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
-        self._table = DeviceTable(self.config, self.scanner(self.fs), self.policy)
+        self._table = DeviceTable(self.config, await self._snapshot(), self.policy)
         if self.reconciler is not None:  # capacity right before the first registration
             self.reconciler.on_change = self._on_reconciled
             await self.reconciler.start()
@@ -84,6 +89,8 @@ class Node:
     async def stop(self) -> None:
         """Stop every server and remove our sockets."""
         self._watch.stop()
+        if self._table is not None:
+            self._table.close()
         if self.reconciler is not None:
             await self.reconciler.stop()
         for name in list(self.registrars):
@@ -92,9 +99,17 @@ class Node:
 
     async def rescan(self) -> ResourceChanges:
         """Take a new host snapshot and follow its changes."""
-        changes = self.table.update_host(self.scanner(self.fs))
+        changes = self.table.update_host(await self._snapshot())
         await self._apply(changes)
         return changes
+
+    async def _snapshot(self) -> Host:
+        """A host snapshot, taken again after binding the devices of onStart resources."""
+        host = self.scanner(self.fs)
+        if self.binder.pending(host, self.config):
+            await asyncio.to_thread(self.binder.bind_pending, host, self.config)
+            host = self.scanner(self.fs)
+        return host
 
     async def reload(self, config: Config) -> ResourceChanges:
         """Switch to a new (already validated) config."""
@@ -115,7 +130,7 @@ class Node:
             await self._add(name)
 
     async def _add(self, name: str) -> None:
-        service = DevicePluginService(self.table, name, self.preferred)
+        service = DevicePluginService(self.table, name, self.preferred, self.binder.reset)
         server = PluginServer(service, self.plugin_dir)
         await server.start()
         registrar = Registrar(server, self.kubelet_socket, self.backoff, self._on_registered)
