@@ -146,8 +146,9 @@ def _buckets(search: _Search, candidates: Sequence[str]) -> list[list[Unit]]:
     A unit is the offered devices of one IOMMU group (taken whole when it fits). Units are
     interchangeable when they have the same size, NUMA nodes, bridges above them and rivals
     (their free rivals then match too): every criterion rates them alike, so only a
-    bucket's first unit needs to be rated at each step. Devices without rivals are single units that only differ by
-    their NUMA node and bridges, so thousands of VFs fall into a few buckets.
+    bucket's first unit needs to be rated at each step. Devices without rivals are single
+    units that only differ by their NUMA node and bridges, so thousands of VFs fall into a
+    few buckets.
     """
     inventory = search.request.inventory
     buckets: dict[object, list[Unit]] = {}
