@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from hostdev.allocation import Holder
 from hostdev.config import DEFAULT_CONFIG
 from hostdev.errors import BadInputError
-from hostdev.host.model import Host
+from hostdev.host.model import VFIO_PCI, Host
+from hostdev.host.scan import scan_host
 from hostdev.kubelet.accounting import GroupAccounting, GroupPreferred
 from hostdev.kubelet.state import AllocationError, DeviceTable
+from hostdev.testing.examples import build_example
 
 from .conftest import AUDIO_GROUP_15, GPU_GROUP_15, T4_NUMA0, T4_NUMA1
 
@@ -71,3 +76,17 @@ async def test_preferred_avoids_the_gpu_with_a_companion(shared_host: Host) -> N
 def test_unknown_policy_fails_at_start() -> None:
     with pytest.raises(BadInputError, match="unknown allocation policy"):
         GroupPreferred(GroupAccounting(), "nearest")
+
+
+async def test_not_viable_group_is_unhealthy_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = build_example("kitchen-sink", tmp_path)
+    fake.bind("0000:06:01.0", VFIO_PCI)  # its group sibling 0000:06:02.0 stays on 8139cp
+    caplog.set_level(logging.INFO)
+    table, _ = table_on(scan_host(fake.fs))
+    snapshot = table.snapshot("devices.kubevirt.io/8086_100e")
+    assert snapshot is not None
+    reason = "group not viable: 0000:06:02.0 on 8139cp"
+    assert snapshot.by_id["0000:06:01.0"].problem == reason
+    assert f"device 0000:06:01.0 is unhealthy ({reason})" in caplog.text

@@ -275,6 +275,10 @@ class DeviceTable:
         if old is None:
             healthy = sum(v.healthy for v in views)
             log.info("resource %s: %d device(s), %d healthy", name, len(views), healthy)
+            for view in (v for v in views if not v.healthy):  # e.g. group not viable: why
+                log.info(
+                    "resource %s: device %s is unhealthy (%s)", name, view.device.id, view.problem
+                )
             return
         for view in views:
             before = old.by_id.get(view.device.id)
