@@ -34,5 +34,9 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Second test command: tests/realkernel/ in a QEMU guest running Debian's kernel (root; ~3-5 min).
+test-realkernel: $(STAMP)
+	tests/realkernel/harness/run-in-guest -- $(REALKERNEL_PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
