@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit bench test-realkernel bench-realkernel protos check-protos clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
-	  echo "python3 -m venv failed; installing python3-venv (needs root)"; \
-	  apt-get install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { \
+	  rm -rf $(VENV); \
+	  echo "python3 -m venv failed: installing Debian's python3-venv (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && \
+	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
@@ -19,7 +21,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m hostdev.demo
 
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck check-protos unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -30,6 +32,14 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# Regenerate the committed gRPC modules from src/hostdev/kubelet/api/protos/*.proto.
+protos: $(STAMP)
+	$(BIN)/python -m hostdev.kubelet.protogen
+
+# Fails when the committed generated code differs from a fresh generation.
+check-protos: $(STAMP)
+	$(BIN)/python -m hostdev.kubelet.protogen --check
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

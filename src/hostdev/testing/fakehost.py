@@ -11,6 +11,7 @@ the primitives here (bind, unbind, add and remove functions) so both stay consis
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from hostdev.host.fs import HostFS
 from hostdev.host.model import VFIO_PCI, PciAddress
 
 _DRIVER_FILES = ("bind", "unbind", "new_id", "remove_id", "uevent")
+_ROUTE_HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT"
+_SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority"
 
 
 @dataclass
@@ -41,15 +44,26 @@ class FakeHost:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        for d in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/bus/mdev/devices",
-                  "sys/kernel/iommu_groups", "sys/module", "sys/class/iommu", "sys/class/net",
-                  "sys/class/mdev_bus", "sys/devices/virtual/iommu", "dev/vfio", "proc"):
+        for d in (
+            "sys/bus/pci/devices",
+            "sys/bus/pci/drivers",
+            "sys/bus/mdev/devices",
+            "sys/kernel/iommu_groups",
+            "sys/module",
+            "sys/class/iommu",
+            "sys/class/net",
+            "sys/class/mdev_bus",
+            "sys/devices/virtual/iommu",
+            "dev/vfio",
+            "proc",
+        ):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self._put("sys/bus/pci/drivers_probe", "")
         self._put("sys/bus/pci/rescan", "")
         self._put("sys/bus/pci/drivers_autoprobe", "1")
         if not (self.root / "proc/cmdline").exists():
             self._put("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet")
+            self.set_cpu_vendor("GenuineIntel")
         if self.cdev:
             self._put("dev/iommu", "")
 
@@ -92,6 +106,13 @@ class FakeHost:
         self._put("proc/cmdline", text)
         return self
 
+    def set_cpu_vendor(self, vendor_id: str) -> FakeHost:
+        """Write a minimal /proc/cpuinfo (GenuineIntel or AuthenticAMD)."""
+        self._put(
+            "proc/cpuinfo", f"processor\t: 0\nvendor_id\t: {vendor_id}\nmodel name\t: Example CPU\n"
+        )
+        return self
+
     def add_iommu(self, vendor: str = "intel", *, intremap: bool = True) -> FakeHost:
         """Create /sys/class/iommu/dmar0 (Intel, ecap bit 3 = interrupt remapping) or ivhd0."""
         name = "dmar0" if vendor == "intel" else "ivhd0"
@@ -117,10 +138,20 @@ class FakeHost:
     def load_vfio(self, **vfio_pci_params: str) -> FakeHost:
         """Load vfio, vfio_iommu_type1 and vfio_pci the way `modprobe vfio-pci` does."""
         self.load_module("vfio", enable_unsafe_noiommu_mode="N")
-        self.load_module("vfio_iommu_type1", allow_unsafe_interrupts="N",
-                         disable_hugepages="N", dma_entry_limit="65535")
-        params = {"disable_denylist": "N", "disable_idle_d3": "N", "disable_vga": "N",
-                  "enable_sriov": "N", "nointxmask": "N", **vfio_pci_params}
+        self.load_module(
+            "vfio_iommu_type1",
+            allow_unsafe_interrupts="N",
+            disable_hugepages="N",
+            dma_entry_limit="65535",
+        )
+        params = {
+            "disable_denylist": "N",
+            "disable_idle_d3": "N",
+            "disable_vga": "N",
+            "enable_sriov": "N",
+            "nointxmask": "N",
+            **vfio_pci_params,
+        }
         self.load_module("vfio_pci", **params)
         self.add_driver(VFIO_PCI, module="vfio_pci")
         return self
@@ -156,18 +187,29 @@ class FakeHost:
         """Create one PCI function with every attribute file and link the kernel makes."""
         addr = str(PciAddress.parse(address))
         if _parent_dir is None:
-            _parent_dir = (self._func(parent).path if parent
-                           else f"devices/pci{addr[:-8]}:{addr[-7:-5]}")
+            _parent_dir = (
+                self._func(parent).path if parent else f"devices/pci{addr[:-8]}:{addr[-7:-5]}"
+            )
         rel = f"{_parent_dir}/{addr}"
         self.funcs[addr] = _Func(addr, rel, iommu_group)
         base = f"sys/{rel}"
         attrs = {
-            "vendor": f"0x{vendor}", "device": f"0x{device}",
-            "subsystem_vendor": f"0x{subsystem[0]}", "subsystem_device": f"0x{subsystem[1]}",
-            "class": f"0x{class_code}", "revision": f"0x{revision}",
-            "numa_node": str(numa_node), "driver_override": "(null)", "enable": "1",
-            "irq": "16", "local_cpulist": "0-1", "d3cold_allowed": "1", "reset": "",
-            "remove": "", "rescan": "", "config": "",
+            "vendor": f"0x{vendor}",
+            "device": f"0x{device}",
+            "subsystem_vendor": f"0x{subsystem[0]}",
+            "subsystem_device": f"0x{subsystem[1]}",
+            "class": f"0x{class_code}",
+            "revision": f"0x{revision}",
+            "numa_node": str(numa_node),
+            "driver_override": "(null)",
+            "enable": "1",
+            "irq": "16",
+            "local_cpulist": "0-1",
+            "d3cold_allowed": "1",
+            "reset": "",
+            "remove": "",
+            "rescan": "",
+            "config": "",
             "modalias": _modalias(vendor, device, subsystem, class_code),
         }
         for name, value in attrs.items():
@@ -203,20 +245,127 @@ class FakeHost:
         self._link(f"sys/class/net/{ifname}", f"../../{rel}/net/{ifname}")
         return self
 
-    def add_bridge(self, address: str, *, vendor: str = "1b36", device: str = "000c",
-                   class_code: str = "060400", driver: str | None = "pcieport",
-                   iommu_group: int | None = None, parent: str | None = None) -> FakeHost:
+    def set_operstate(self, ifname: str, operstate: str) -> FakeHost:
+        """Set an interface's operstate ("up", "down", "unknown")."""
+        target = os.readlink(self.root / "sys/class/net" / ifname)
+        self._put(os.path.normpath(f"sys/class/net/{target}") + "/operstate", operstate)
+        return self
+
+    def add_route(
+        self,
+        ifname: str,
+        destination: str = "00000000",
+        gateway: str = "0100A8C0",
+        mask: str = "00000000",
+    ) -> FakeHost:
+        """Append an IPv4 route to /proc/net/route (hex fields, little-endian, as the kernel)."""
+        self._append(
+            "proc/net/route",
+            _ROUTE_HEADER,
+            f"{ifname}\t{destination}\t{gateway}\t0003\t0\t0\t100\t{mask}\t0\t0\t0",
+        )
+        return self
+
+    def add_inet6(
+        self, ifname: str, address: str = "20010db8000000000000000000000001", *, scope: str = "00"
+    ) -> FakeHost:
+        """Append an IPv6 address to /proc/net/if_inet6 (hex address, index, plen, scope, name).
+
+        Scope "00" is global, "20" link-local (every interface that is up has one).
+        """
+        self._append("proc/net/if_inet6", None, f"{address} 02 40 {scope} 80 {ifname:>8}")
+        return self
+
+    def add_block(
+        self,
+        address: str,
+        name: str,
+        *,
+        nvme: bool = False,
+        partitions: tuple[str, ...] = (),
+        holders: tuple[str, ...] = (),
+    ) -> FakeHost:
+        """A block device of a function (block/<name> or nvme/nvmeX/<name>), partitions, holders."""
+        rel = self._func(address).path
+        controller = re.sub(r"n\d+$", "", name)  # nvme0n1 → nvme0
+        base = f"sys/{rel}/nvme/{controller}/{name}" if nvme else f"sys/{rel}/block/{name}"
+        self._put(f"{base}/size", "209715200")
+        (self.root / base / "holders").mkdir(parents=True, exist_ok=True)
+        for part in partitions:
+            self._put(f"{base}/{part}/partition", part[len(name) :].lstrip("p") or "1")
+            (self.root / base / part / "holders").mkdir(exist_ok=True)
+        for holder in holders:
+            self._link(f"{base}/holders/{holder}", f"../../../../../virtual/block/{holder}")
+        self._link(f"sys/class/block/{name}", "../../" + base.removeprefix("sys/"))
+        return self
+
+    def add_mount(self, source: str, target: str, fstype: str = "ext4") -> FakeHost:
+        """Append a line to /proc/self/mounts."""
+        self._append("proc/self/mounts", None, f"{source} {target} {fstype} rw,relatime 0 0")
+        return self
+
+    def add_swap(self, source: str) -> FakeHost:
+        """Append an active swap area to /proc/swaps."""
+        self._append("proc/swaps", _SWAPS_HEADER, f"{source}\tpartition\t8388604\t0\t-2")
+        return self
+
+    def set_boot_vga(self, address: str, value: int = 1) -> FakeHost:
+        """Write boot_vga (the firmware's console device has 1)."""
+        self._put(f"sys/{self._func(address).path}/boot_vga", str(value))
+        return self
+
+    def add_framebuffer(self, name: str = "fb0", driver_name: str = "EFI VGA") -> FakeHost:
+        """Create /sys/class/graphics/<name> (an active framebuffer)."""
+        self._put(f"sys/devices/virtual/graphics/{name}/name", driver_name)
+        self._link(f"sys/class/graphics/{name}", f"../../devices/virtual/graphics/{name}")
+        return self
+
+    def add_vtconsole(
+        self, name: str = "vtcon1", *, bind: int = 1, description: str = "(M) frame buffer device"
+    ) -> FakeHost:
+        """Create /sys/class/vtconsole/<name> with bind and name files."""
+        self._put(f"sys/devices/virtual/vtconsole/{name}/bind", str(bind))
+        self._put(f"sys/devices/virtual/vtconsole/{name}/name", description)
+        self._link(f"sys/class/vtconsole/{name}", f"../../devices/virtual/vtconsole/{name}")
+        return self
+
+    def _append(self, rel: str, header: str | None, line: str) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = path.read_text() if path.exists() else (header + "\n" if header else "")
+        path.write_text(text + line + "\n")
+
+    def add_bridge(
+        self,
+        address: str,
+        *,
+        vendor: str = "1b36",
+        device: str = "000c",
+        class_code: str = "060400",
+        driver: str | None = "pcieport",
+        iommu_group: int | None = None,
+        parent: str | None = None,
+    ) -> FakeHost:
         """A PCI bridge or root port (pcieport by default)."""
         if driver:
             self.add_driver(driver)
-        return self.add_device(address, vendor, device, class_code, driver=driver,
-                               iommu_group=iommu_group, parent=parent)
+        return self.add_device(
+            address,
+            vendor,
+            device,
+            class_code,
+            driver=driver,
+            iommu_group=iommu_group,
+            parent=parent,
+        )
 
     def write_uevent(self, address: str, driver: str | None) -> None:
         """Rewrite uevent the way the kernel shows it (DRIVER only when bound)."""
         base = f"sys/{self._func(address).path}"
-        attr = {n: (self.root / base / n).read_text().strip() for n in
-                ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")}
+        attr = {
+            n: (self.root / base / n).read_text().strip()
+            for n in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
+        }
         hexid = {k: v.removeprefix("0x") for k, v in attr.items()}
         lines = [f"DRIVER={driver}"] if driver else []
         lines += [
@@ -272,8 +421,11 @@ class FakeHost:
         shutil.rmtree(vdir, ignore_errors=True)
         if func.group is None:
             return
-        still = [f for f in self.funcs.values()
-                 if f.group == func.group and self.driver_of(f.address) == VFIO_PCI]
+        still = [
+            f
+            for f in self.funcs.values()
+            if f.group == func.group and self.driver_of(f.address) == VFIO_PCI
+        ]
         if not still:
             (self.root / f"dev/vfio/{func.group}").unlink(missing_ok=True)
 
@@ -283,8 +435,11 @@ class FakeHost:
         for vf in self.vfs_of(address):
             self.remove_device(vf)
         self.unbind(address)
-        for ifname in os.listdir(self.device_dir(address) / "net") if (
-                self.device_dir(address) / "net").exists() else ():
+        for ifname in (
+            os.listdir(self.device_dir(address) / "net")
+            if (self.device_dir(address) / "net").exists()
+            else ()
+        ):
             (self.root / "sys/class/net" / ifname).unlink(missing_ok=True)
         (self.root / "sys/bus/pci/devices" / address).unlink()
         if func.group is not None:
@@ -296,17 +451,34 @@ class FakeHost:
         del self.funcs[address]
 
     # -- SR-IOV ------------------------------------------------------------------------
-    def add_pf(self, address: str, vendor: str, device: str, class_code: str, *,
-               total_vfs: int, vf_device: str, num_vfs: int = 0, vf_driver: str | None = None,
-               first_vf_group: int | None = None, offset: int = 1, stride: int = 1,
-               **kwargs: object) -> FakeHost:
+    def add_pf(
+        self,
+        address: str,
+        vendor: str,
+        device: str,
+        class_code: str,
+        *,
+        total_vfs: int,
+        vf_device: str,
+        num_vfs: int = 0,
+        vf_driver: str | None = None,
+        first_vf_group: int | None = None,
+        offset: int = 1,
+        stride: int = 1,
+        **kwargs: object,
+    ) -> FakeHost:
         """A physical function with SR-IOV attributes, and num_vfs VFs created at once."""
         self.add_device(address, vendor, device, class_code, **kwargs)  # type: ignore[arg-type]
         base = f"sys/{self._func(address).path}"
-        for name, value in (("sriov_totalvfs", total_vfs), ("sriov_numvfs", 0),
-                            ("sriov_offset", offset), ("sriov_stride", stride),
-                            ("sriov_vf_device", vf_device), ("sriov_drivers_autoprobe", 1),
-                            ("sriov_vf_total_msix", 0)):
+        for name, value in (
+            ("sriov_totalvfs", total_vfs),
+            ("sriov_numvfs", 0),
+            ("sriov_offset", offset),
+            ("sriov_stride", stride),
+            ("sriov_vf_device", vf_device),
+            ("sriov_drivers_autoprobe", 1),
+            ("sriov_vf_total_msix", 0),
+        ):
             self._put(f"{base}/{name}", str(value))
         if num_vfs:
             self.create_vfs(address, num_vfs, driver=vf_driver, first_group=first_vf_group)
@@ -318,8 +490,9 @@ class FakeHost:
         links = sorted((int(n[6:]), n) for n in os.listdir(pdir) if n.startswith("virtfn"))
         return [os.readlink(pdir / n).rpartition("/")[2] for _, n in links]
 
-    def create_vfs(self, pf: str, count: int, *, driver: str | None = None,
-                   first_group: int | None = None) -> list[str]:
+    def create_vfs(
+        self, pf: str, count: int, *, driver: str | None = None, first_group: int | None = None
+    ) -> list[str]:
         """Create VFs the way the kernel does on `echo N > sriov_numvfs`."""
         pdir = self.device_dir(pf)
         pf_addr = PciAddress.parse(pf)
@@ -334,10 +507,21 @@ class FakeHost:
         created = []
         for index in range(count):
             routing = (pf_addr.slot << 3 | pf_addr.function) + offset + index * stride
-            vf = str(PciAddress(pf_addr.domain, pf_addr.bus + (routing >> 8),
-                                (routing >> 3) & 0x1F, routing & 7))
-            self.add_device(vf, vendor, vf_device, class_code, iommu_group=group + index,
-                            numa_node=numa, driver=driver, _parent_dir=parent_dir)
+            vf = str(
+                PciAddress(
+                    pf_addr.domain, pf_addr.bus + (routing >> 8), (routing >> 3) & 0x1F, routing & 7
+                )
+            )
+            self.add_device(
+                vf,
+                vendor,
+                vf_device,
+                class_code,
+                iommu_group=group + index,
+                numa_node=numa,
+                driver=driver,
+                _parent_dir=parent_dir,
+            )
             self._link(f"sys/{self._func(vf).path}/physfn", f"../{pf}")
             self._link(f"sys/{self._func(pf).path}/virtfn{index}", f"../{vf}")
             created.append(vf)
@@ -356,14 +540,26 @@ class FakeHost:
         return max(groups, default=-1) + 1
 
     # -- mediated devices --------------------------------------------------------------
-    def add_mdev_type(self, parent: str, type_id: str, name: str, *, available: int,
-                      device_api: str = "vfio-pci", description: str = "") -> FakeHost:
+    def add_mdev_type(
+        self,
+        parent: str,
+        type_id: str,
+        name: str,
+        *,
+        available: int,
+        device_api: str = "vfio-pci",
+        description: str = "",
+    ) -> FakeHost:
         """Offer an mdev type on a parent (mdev_supported_types/<type_id>/...)."""
         base = f"sys/{self._func(parent).path}"
         tdir = f"{base}/mdev_supported_types/{type_id}"
-        for fname, value in (("name", name), ("available_instances", str(available)),
-                             ("device_api", device_api), ("description", description),
-                             ("create", "")):
+        for fname, value in (
+            ("name", name),
+            ("available_instances", str(available)),
+            ("device_api", device_api),
+            ("description", description),
+            ("create", ""),
+        ):
             self._put(f"{tdir}/{fname}", value)
         (self.root / tdir / "devices").mkdir(exist_ok=True)
         self._link(f"sys/class/mdev_bus/{parent}", f"../../{self._func(parent).path}")
@@ -405,5 +601,7 @@ class FakeHost:
 
 def _modalias(vendor: str, device: str, subsystem: tuple[str, str], class_code: str) -> str:
     cls = class_code.upper()
-    return (f"pci:v0000{vendor.upper()}d0000{device.upper()}sv0000{subsystem[0].upper()}"
-            f"sd0000{subsystem[1].upper()}bc{cls[0:2]}sc{cls[2:4]}i{cls[4:6]}")
+    return (
+        f"pci:v0000{vendor.upper()}d0000{device.upper()}sv0000{subsystem[0].upper()}"
+        f"sd0000{subsystem[1].upper()}bc{cls[0:2]}sc{cls[2:4]}i{cls[4:6]}"
+    )

@@ -5,7 +5,8 @@ driver_override sticks; unbind removes the driver link; drivers_probe binds a de
 driver its override names (or leaves it driverless when that driver does not exist);
 writing a wrong device to a driver's bind/unbind gives ENODEV; sriov_numvfs must go through 0
 (EBUSY otherwise), may not exceed sriov_totalvfs (ERANGE) and needs a PF driver (ENOENT);
-mdev create/remove move available_instances. `fail_on` injects errors for rollback tests.
+mdev create/remove move available_instances. `fail_on` (by path suffix) and `fail_at` (by
+the index of the write) inject errors for rollback tests.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ class FakeKernelWriter:
     host: FakeHost
     writes: list[tuple[str, str]] = field(default_factory=list)
     fail_on: dict[str, int] = field(default_factory=dict)  # path suffix → errno to inject
+    fail_at: dict[int, int] = field(default_factory=dict)  # index of a write → errno to inject
 
     def write(self, path: str, value: str) -> None:
         """Apply one write; raise HostWriteError as the kernel would refuse it."""
+        index = len(self.writes)
         self.writes.append((path, value))
+        if index in self.fail_at:
+            raise _fail(path, value, self.fail_at[index])
         for suffix, code in self.fail_on.items():
             if path.endswith(suffix):
                 raise _fail(path, value, code)
@@ -150,8 +155,14 @@ class FakeKernelWriter:
     def _vf_driver(self, pf: str) -> str | None:
         """The driver autoprobe would give new VFs: the PF driver's VF sibling when loaded."""
         pf_driver = self.host.driver_of(pf) or ""
-        candidates = {"igb": "igbvf", "ixgbe": "ixgbevf", "i40e": "iavf", "ice": "iavf",
-                      "nvme": "nvme", "mlx5_core": "mlx5_core"}
+        candidates = {
+            "igb": "igbvf",
+            "ixgbe": "ixgbevf",
+            "i40e": "iavf",
+            "ice": "iavf",
+            "nvme": "nvme",
+            "mlx5_core": "mlx5_core",
+        }
         vf_driver = candidates.get(pf_driver)
         drivers = self.host.root / "sys/bus/pci/drivers"
         return vf_driver if vf_driver and (drivers / vf_driver).is_dir() else None
@@ -159,8 +170,7 @@ class FakeKernelWriter:
     def _mdev_create(self, path: str, value: str, addr: str, groups: dict[str, str]) -> None:
         self._known(path, value, addr)
         tdir = self.host.device_dir(addr) / "mdev_supported_types" / groups["type"]
-        if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                            value):
+        if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value):
             raise _fail(path, value, errno.EINVAL)
         if (self.host.root / "sys/bus/mdev/devices" / value).exists():
             raise _fail(path, value, errno.EEXIST)
