@@ -121,14 +121,19 @@ def hostdev_json(*args: str) -> Any:
         raise AssertionError(f"not JSON (rc={result.returncode}): {result.stderr}") from err
 
 
-def subcommands() -> set[str]:
-    """The subcommands this checkout's CLI offers."""
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The subcommands this checkout's CLI offers, with their parsers."""
     from hostdev.cli.main import build_parser
 
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return set()
+            return dict(action.choices)
+    return {}
+
+
+def subcommands() -> set[str]:
+    """The names of the subcommands this checkout's CLI offers."""
+    return set(subcommand_parsers())
 
 
 def require(*names: str) -> None:
@@ -136,6 +141,13 @@ def require(*names: str) -> None:
     missing = sorted(set(names) - subcommands())
     if missing:
         pytest.skip(f"hostdev {' / '.join(missing)} not available")
+
+
+def require_flag(name: str, flag: str, feature: str) -> None:
+    """Skip the calling test unless `hostdev NAME` accepts FLAG (the sign that FEATURE landed)."""
+    parser = subcommand_parsers().get(name)
+    if parser is None or flag not in parser._option_string_actions:
+        pytest.skip(f"{feature} not available (hostdev {name} has no {flag})")
 
 
 # ----------------------------------------------------------------- sysfs and VFIO

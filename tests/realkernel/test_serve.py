@@ -26,6 +26,7 @@ from .guest import (
     driver_of,
     record_figure,
     require,
+    require_flag,
     unbind_raw,
     write_sysfs,
 )
@@ -89,7 +90,8 @@ async def scenario(plugin_dir: Path, log: Path) -> dict[str, float]:
 def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
     tmp_path: Path,
 ) -> None:
-    require("serve", "status")  # `status` ships with the live health watch
+    require("serve")
+    require_flag("serve", "--rescan-interval", "the live health watch")
     subprocess.run(["modprobe", "vfio-pci"], check=True)
     for address in E1000E:
         bind_raw(address, "vfio-pci")
