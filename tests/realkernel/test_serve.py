@@ -9,7 +9,9 @@ rescan brings the removed device back and, once on vfio-pci again, healthy.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +42,10 @@ START_BOUND_S = 240.0
 
 @asynccontextmanager
 async def kubelet_and_plugin(plugin_dir: Path, log: Path) -> AsyncIterator[Any]:
-    """The kubelet simulator in this process and `hostdev serve` as a child process."""
+    """The kubelet simulator in this process and `hostdev serve` as a child process.
+
+    Yields the simulator once the plugin registered; fails at once if serve exits first.
+    """
     from hostdev.kubelet.simulator import KubeletSimulator
 
     sim = KubeletSimulator(plugin_dir)
@@ -50,6 +55,14 @@ async def kubelet_and_plugin(plugin_dir: Path, log: Path) -> AsyncIterator[Any]:
             *HOSTDEV, "serve", "--plugin-dir", str(plugin_dir), stdout=out, stderr=out
         )
     try:
+        exited = asyncio.ensure_future(serve.wait())
+        registered = asyncio.ensure_future(sim.wait_registered(RESOURCE, timeout=START_BOUND_S))
+        await asyncio.wait([exited, registered], return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            registered.cancel()
+            raise AssertionError(f"hostdev serve exited with {serve.returncode}")
+        exited.cancel()
+        await registered
         yield sim
     finally:
         if serve.returncode is None:
@@ -70,7 +83,6 @@ async def scenario(plugin_dir: Path, log: Path) -> dict[str, float]:
     figures: dict[str, float] = {}
     removed, unbound = E1000E[0], E1000E[1]
     async with kubelet_and_plugin(plugin_dir, log) as sim:
-        await sim.wait_registered(RESOURCE, timeout=START_BOUND_S)
         await sim.wait_devices(RESOURCE, 3, timeout=START_BOUND_S)
 
         write_sysfs(SYS_PCI / "devices" / removed / "remove", "1")
@@ -97,10 +109,14 @@ def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
         bind_raw(address, "vfio-pci")
     assert all(driver_of(address) == "vfio-pci" for address in E1000E)
     log = tmp_path / "serve.log"
+    # Unix socket paths must stay under 108 bytes; pytest's tmp_path is too deep.
+    plugin_dir = Path(tempfile.mkdtemp(prefix="hostdev-plugins-", dir="/run"))
     try:
-        figures = asyncio.run(scenario(tmp_path / "plugins", log))
-    except TimeoutError:
+        figures = asyncio.run(scenario(plugin_dir, log))
+    except (TimeoutError, AssertionError):
         print(log.read_text(errors="replace")[-4000:])
         raise
+    finally:
+        shutil.rmtree(plugin_dir, ignore_errors=True)
     for name, value in figures.items():
         record_figure(f"serve health: {name}", value)
