@@ -63,6 +63,10 @@ def test_scan_and_list_times() -> None:
             median_seconds(lambda: hostdev("list", "-o", "json"), ROUNDS, lambda: None),
         )
     record_figure(
+        "hostdev --version, CLI start-up, median (s)",
+        median_seconds(lambda: hostdev("--version"), ROUNDS, lambda: None),
+    )
+    record_figure(
         "python -c pass (s)",
         median_seconds(
             lambda: subprocess.run(["python", "-c", "pass"], check=True), ROUNDS, lambda: None
