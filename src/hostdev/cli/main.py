@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hostdev.cli.doctor",
     "hostdev.cli.example",
     "hostdev.cli.inventory",
+    "hostdev.cli.kubelet_cmds",
     "hostdev.cli.render",
     "hostdev.cli.serve",
 )

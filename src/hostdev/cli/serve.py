@@ -7,11 +7,14 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
-from hostdev.daemon.node import Node
 from hostdev.kubelet import constants
+
+if TYPE_CHECKING:
+    from hostdev.daemon.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, then serve until a signal arrives."""
+    from hostdev.daemon.node import Node
+
     config = config_from_args(args)
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)

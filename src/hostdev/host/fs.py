@@ -100,6 +100,14 @@ def list_dir(path: str, dir_fd: int | None = None) -> list[str]:
         os.close(fd)
 
 
+def list_dir_fd(fd: int) -> list[str]:
+    """Entries of an already open directory, or an empty list when it is gone."""
+    try:
+        return os.listdir(fd)
+    except OSError:
+        return []
+
+
 def open_dir(path: str, dir_fd: int | None = None) -> int | None:
     """An O_DIRECTORY fd for relative reads, or None when the directory is gone."""
     try:

@@ -103,6 +103,8 @@ def intrinsic_problem(device: ServedDevice, host: Host) -> str | None:
     if device.iommu_group is None:
         return "no IOMMU group"
     group = host.groups.get(device.iommu_group)
+    if group is None and device.is_mdev:
+        return None  # the scan lists PCI groups only; an mdev's group is its own
     if group is None or not group.vfio_node:
         return f"/dev/vfio/{device.iommu_group} is missing"
     return None
@@ -123,6 +125,7 @@ class DeviceTable:
         self._snapshots: dict[str, ResourceSnapshot] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._version = 0
+        self._closed = False
         self._reselect()
 
     # --- reading -------------------------------------------------------------------------
@@ -136,7 +139,7 @@ class DeviceTable:
 
     async def watch(self, name: str) -> AsyncIterator[ResourceSnapshot]:
         """Yield the current snapshot, then each new one; ends when the resource goes away."""
-        while True:
+        while not self._closed:
             snapshot = self._snapshots.get(name)
             changed = self._changed.get(name)
             if snapshot is None or changed is None:
@@ -196,6 +199,12 @@ class DeviceTable:
         for request in requests:
             self.policy.claimed(snapshot.resource, request)
         return tuple(tuple(snapshot.by_id[i].device for i in request) for request in requests)
+
+    def close(self) -> None:
+        """End every ListAndWatch stream (shutdown), so servers stop without cancelling them."""
+        self._closed = True
+        for event in self._changed.values():
+            event.set()
 
     def republish(self, name: str) -> None:
         """Send the current list again (after a refused Allocate) with the latest health."""
