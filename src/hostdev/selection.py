@@ -13,7 +13,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hostdev.config.model import (
     DEFAULT_PREFIX,
@@ -88,7 +88,28 @@ def _pf_name(sel: Selector, dev: PciDevice, host: Host) -> bool:
     return any(m.matches_vf(pf.netdevs, dev.vf_index) for m in sel.pf_names)
 
 
-PCI_CHECKS: tuple[Check, ...] = (_vendor, _device, _address, _class, _subsystem, _driver, _pf_name)
+def _nova(sel: Selector, dev: PciDevice, host: Host) -> bool:
+    return not sel.nova or any(spec.matches(dev, host) for spec in sel.nova)
+
+
+def _pf_device(sel: Selector, dev: PciDevice, host: Host) -> bool:
+    if sel.pf_device is None:
+        return True
+    pf = host.device(dev.physfn) if dev.physfn is not None else None
+    return pf is not None and id_matches(sel.pf_device, pf.vendor_device)
+
+
+PCI_CHECKS: tuple[Check, ...] = (
+    _vendor,
+    _device,
+    _address,
+    _class,
+    _subsystem,
+    _driver,
+    _pf_name,
+    _nova,
+    _pf_device,
+)
 
 
 def selector_matches(selector: Selector, dev: PciDevice, host: Host) -> bool:
@@ -101,6 +122,8 @@ def selector_matches(selector: Selector, dev: PciDevice, host: Host) -> bool:
 def resource_takes(spec: ResourceSpec, dev: PciDevice, host: Host) -> bool:
     """True when a PCI resource selects the device and does not exclude it."""
     if spec.kind != "pci" or any(e.matches(dev.address) for e in spec.excludes):
+        return False
+    if spec.exclude_devices is not None and spec.exclude_devices.excludes(dev, host):
         return False
     return any(selector_matches(s, dev, host) for s in spec.selectors)
 
@@ -138,7 +161,7 @@ def select(host: Host, config: Config) -> tuple[Resource, ...]:
     for dev in pci:
         spec = next((s for s in config.resources if resource_takes(s, dev, host)), None)
         if spec is not None:
-            chosen[spec.name].append(served_pci(dev))
+            chosen[spec.name].append(replace(served_pci(dev), tags=device_tags(spec, dev, host)))
     for mdev in sorted(host.mdevs, key=lambda m: (m.parent, m.uuid)):
         spec = next((s for s in config.resources if _takes_mdev(s, mdev)), None)
         if spec is not None:
@@ -146,6 +169,17 @@ def select(host: Host, config: Config) -> tuple[Resource, ...]:
     return tuple(
         Resource(s.name, s.kind, tuple(chosen[s.name]), s.options) for s in config.resources
     )
+
+
+def device_tags(spec: ResourceSpec, dev: PciDevice, host: Host) -> tuple[tuple[str, str], ...]:
+    """Tags (physical_network ...) of the first nova entry that selects the device."""
+    for selector in spec.selectors:
+        if not selector_matches(selector, dev, host):
+            continue
+        for nova in selector.nova:
+            if nova.matches(dev, host):
+                return tuple(sorted(nova.tags.items()))
+    return ()
 
 
 def _takes_mdev(spec: ResourceSpec, mdev: Mdev) -> bool:

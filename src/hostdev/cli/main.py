@@ -25,8 +25,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hostdev.cli.example",
     "hostdev.cli.inventory",
     "hostdev.cli.kubelet_cmds",
+    "hostdev.cli.mdev",
     "hostdev.cli.render",
     "hostdev.cli.serve",
+    "hostdev.cli.sriov",
 )
 
 

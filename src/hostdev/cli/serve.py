@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hostdev.cli.allocation import add_allocation_flags, allocation_parts
 from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
 from hostdev.kubelet import constants
 
 if TYPE_CHECKING:
     from hostdev.daemon.node import Node
+    from hostdev.host.fs import HostFS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="kubelet registration socket (default <plugin-dir>/kubelet.sock)",
     )
+    parser.add_argument(
+        "--node-labels",
+        metavar="FILE",
+        help="this node's labels for nodeMediatedDeviceTypes (YAML/JSON map; default: "
+        "the API server when running in a cluster)",
+    )
+    add_allocation_flags(parser)
     parser.set_defaults(handler=run)
+
+
+def _provision(fs: HostFS, config: Config, args: argparse.Namespace) -> None:
+    """Create the declared VFs and mdevs before the first selection."""
+    from hostdev.cli.writing import writer_for
+    from hostdev.daemon.provision import provision, start_facts
+
+    labels, in_use = start_facts(
+        config, args.node_labels, str(args.pod_resources_socket), os.environ
+    )
+    provision(fs, writer_for(args), config, labels=labels, in_use=in_use)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +92,19 @@ def run(args: argparse.Namespace) -> int:
         if args.kubelet_socket
         else plugin_dir / constants.KUBELET_SOCKET_NAME
     )
-    node = Node(host_fs(args), config, plugin_dir, kubelet_socket)
+    fs = host_fs(args)
+    if config.sriov or config.mediated_devices is not None:
+        _provision(fs, config, args)
+    parts = allocation_parts(args)
+    node = Node(
+        fs,
+        config,
+        plugin_dir,
+        kubelet_socket,
+        policy=parts.accounting,
+        preferred=parts.preferred,
+        reconciler=parts.reconciler,
+    )
     asyncio.run(serve(node))
     return 0
 

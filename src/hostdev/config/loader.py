@@ -34,6 +34,9 @@ from hostdev.config.model import (
 from hostdev.config.patterns import AddressMatcher
 from hostdev.config.schema import FileSchema, PermittedHostDevicesSchema, ResourceSchema
 from hostdev.errors import ConfigError
+from hostdev.mdev_plan import MdevConfig, parse_mdev_config
+from hostdev.selectors_sriov import NeutronExclusions, parse_nova_whitelist
+from hostdev.sriov_apply import parse_sriov_specs
 
 log = logging.getLogger(__name__)
 _TYPE_TAG = re.compile(r"^(str|int|bool|float|dict\[.*\]|list\[.*\]|literal\[.*\])$", re.I)
@@ -59,7 +62,21 @@ def load_config(path: str | Path, *, kubevirt_entries: KubeVirtEntries | None = 
     _check_unique(file, resources)
     for reason in skipped:
         log.info("%s: %s", file, reason)
-    return Config(tuple(resources), source=file, skipped=tuple(skipped))
+    sriov = tuple(parse_sriov_specs(schema.sriov, file))
+    mdevs = _mdev_config(file, schema.mdev_block(), schema.mediatedDevicesConfiguration is None)
+    return Config(tuple(resources), file, tuple(skipped), sriov, mdevs)
+
+
+def _mdev_config(file: str, block: dict[str, Any] | None, top_level: bool) -> MdevConfig | None:
+    """The mediated-device section, with its fields named from the top of the file."""
+    if block is None:
+        return None
+    try:
+        return parse_mdev_config({"mediatedDevicesConfiguration": block}, file)
+    except ConfigError as err:
+        prefix = "" if top_level else "mediatedDevicesConfiguration"
+        field = ".".join(p for p in (prefix, err.field) if p)
+        raise ConfigError(file, field, err.reason) from None
 
 
 def _read_yaml(file: str) -> Any:
@@ -90,7 +107,12 @@ def _unwrap_custom_resource(file: str, document: dict[str, Any]) -> tuple[tuple[
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         if node is not None:
-            return path, {"permittedHostDevices": node}
+            parent = document
+            for key in path[:-1]:
+                parent = parent[key]
+            mdevs = parent.get("mediatedDevicesConfiguration")
+            extra = {} if mdevs is None else {"mediatedDevicesConfiguration": mdevs}
+            return path, {"permittedHostDevices": node, **extra}
     kind = document.get("kind", "custom resource")
     raise ConfigError(
         file,
@@ -120,7 +142,10 @@ def _native(schema: ResourceSchema, origin: str) -> ResourceSpec:
     kind: ResourceKind = "mdev" if any(s.mdev_name for s in selectors) else "pci"
     excludes = tuple(e for text in schema.exclude for e in patterns.parse_exclusion(text))
     options = ResourceOptions(tuple(dict.fromkeys(schema.env)), schema.bind, schema.reset)
-    return ResourceSpec(schema.name, kind, selectors, excludes, options, origin)
+    neutron = (
+        None if schema.exclude_devices is None else NeutronExclusions.parse(schema.exclude_devices)
+    )
+    return ResourceSpec(schema.name, kind, selectors, excludes, options, origin, neutron)
 
 
 def _selector(schema: Any) -> Selector:
@@ -140,6 +165,10 @@ def _selector(schema: Any) -> Selector:
         driver=schema.driver,
         pf_names=tuple(patterns.parse_pf_name(p) for p in pf_names if p),
         mdev_name=schema.mdev_name,
+        nova=()
+        if schema.nova_device_spec is None
+        else parse_nova_whitelist(schema.nova_device_spec),
+        pf_device=schema.pf_device,
     )
 
 

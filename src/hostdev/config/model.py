@@ -5,9 +5,14 @@ the daemon. Nothing here parses or validates; see `schema.py` and `loader.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from hostdev.config.patterns import AddressMatcher, Exclusion, PfMatcher
+
+if TYPE_CHECKING:
+    from hostdev.mdev_plan import MdevConfig
+    from hostdev.selectors_sriov import NeutronExclusions, NovaDeviceSpec
+    from hostdev.sriov_apply import SriovSpec
 
 ResourceKind = Literal["pci", "mdev"]
 EnvFamily = Literal["kubevirt", "sriov"]
@@ -28,6 +33,8 @@ class Selector:
     driver: str | None = None
     pf_names: tuple[PfMatcher, ...] = ()
     mdev_name: str | None = None  # mdev type name, e.g. "GRID T4-2Q"
+    nova: tuple[NovaDeviceSpec, ...] = ()  # nova device_spec entries (any may match)
+    pf_device: str | None = None  # VFs whose PF is this vendor:device pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,7 @@ class ResourceSpec:
     excludes: tuple[Exclusion, ...] = ()
     options: ResourceOptions = field(default_factory=ResourceOptions)
     origin: str = ""  # where in the file it came from, e.g. "resources[0]"
+    exclude_devices: NeutronExclusions | None = None  # neutron's exclude_devices, per PF
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,8 @@ class Config:
     resources: tuple[ResourceSpec, ...] = ()
     source: str | None = None
     skipped: tuple[str, ...] = ()  # one explanation per KubeVirt entry hostdev leaves alone
+    sriov: tuple[SriovSpec, ...] = ()  # VFs to create at serve start (`sriov:`)
+    mediated_devices: MdevConfig | None = None  # mdevs to create (`mediatedDevicesConfiguration:`)
 
     @property
     def serves_all_vfio(self) -> bool:

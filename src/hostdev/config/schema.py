@@ -8,11 +8,13 @@ as new optional fields of `FileSchema` and converted in the loader.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hostdev import selectors_sriov
 from hostdev.config import patterns
+from hostdev.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -30,6 +32,28 @@ class SelectorSchema(BaseModel):
     driver: str | None = None
     pf_name: str | list[str] | None = Field(default=None, alias="pfName")
     mdev_name: str | None = Field(default=None, alias="mdevName")
+    nova_device_spec: str | dict[str, Any] | list[dict[str, Any]] | None = Field(
+        default=None, alias="novaDeviceSpec"
+    )
+    pf_device: str | None = Field(default=None, alias="pfDevice")
+
+    @field_validator("nova_device_spec")
+    @classmethod
+    def _nova(cls, value: Any) -> Any:
+        if value is not None:
+            try:
+                selectors_sriov.parse_nova_whitelist(value)
+            except ConfigError as err:
+                where = err.field.removeprefix("deviceSpec")
+                raise ValueError(
+                    f"{where.lstrip('.') + ': ' if where else ''}{err.reason}"
+                ) from None
+        return value
+
+    @field_validator("pf_device")
+    @classmethod
+    def _pf_device(cls, value: str | None) -> str | None:
+        return None if value is None else patterns.parse_id_pair(value)
 
     @field_validator("vendor")
     @classmethod
@@ -87,6 +111,7 @@ class ResourceSchema(BaseModel):
     name: str
     selectors: list[SelectorSchema] = Field(min_length=1)
     exclude: list[str] = []
+    exclude_devices: str | None = Field(default=None, alias="excludeDevices")
     env: list[Literal["kubevirt", "sriov"]] = Field(default=["kubevirt"], min_length=1)
     bind: Literal["none", "onStart"] = "none"
     reset: bool = False
@@ -95,6 +120,16 @@ class ResourceSchema(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         return patterns.check_resource_name(value)
+
+    @field_validator("exclude_devices")
+    @classmethod
+    def _exclude_devices(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                selectors_sriov.NeutronExclusions.parse(value)
+            except ConfigError as err:
+                raise ValueError(err.reason) from None
+        return value
 
     @field_validator("exclude")
     @classmethod
@@ -178,9 +213,30 @@ class FileSchema(BaseModel):
     resources: list[ResourceSchema] = []
     permittedHostDevices: PermittedHostDevicesSchema | None = None
     kubevirtEntries: Literal["external", "all"] = "external"
+    sriov: list[Any] | None = None  # checked by hostdev.sriov_apply.parse_sriov_specs
+    mediatedDevicesConfiguration: dict[str, Any] | None = None  # by mdev_plan.parse_mdev_config
+    # The same block's keys may also stand at the top level of a hostdev file.
+    mediatedDevicesTypes: list[Any] | None = None
+    mediatedDeviceTypes: list[Any] | None = None
+    nodeMediatedDeviceTypes: list[Any] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> FileSchema:
-        if not self.resources and self.permittedHostDevices is None:
+        provisions = self.sriov is not None or self.mdev_block() is not None
+        if not self.resources and self.permittedHostDevices is None and not provisions:
             raise ValueError("the file defines no resources and no permittedHostDevices")
+        if self.mediatedDevicesConfiguration is not None and self.top_level_mdev_keys():
+            raise ValueError(
+                "give the mediated device types either at the top level or under "
+                "mediatedDevicesConfiguration, not both"
+            )
         return self
+
+    def top_level_mdev_keys(self) -> dict[str, Any]:
+        """mediatedDevicesTypes / mediatedDeviceTypes / nodeMediatedDeviceTypes given at the top."""
+        keys = ("mediatedDevicesTypes", "mediatedDeviceTypes", "nodeMediatedDeviceTypes")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def mdev_block(self) -> dict[str, Any] | None:
+        """The mediated-device block, wherever the file put it."""
+        return self.mediatedDevicesConfiguration or self.top_level_mdev_keys() or None

@@ -5,6 +5,8 @@ KubeVirt (pkg/util ResourceNameToEnvVar): `PCI_RESOURCE_<NAME>` for PCI devices 
 `.` replaced by `_` and nothing else changed (a `-` stays). The value is the comma-separated
 list of full PCI addresses (DDDD:BB:SS.F) or mdev UUIDs, without spaces.
 SR-IOV network device plugin: `PCIDEVICE_<NAME>` with the same transformation and value.
+Tags of nova device_spec entries (physical_network ...): `HOSTDEV_TAG_<TAG>_<NAME>`, the
+values of the container's devices in the order of the address list (empty when untagged).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from hostdev.config.model import EnvFamily, ResourceKind
 PCI_PREFIX = "PCI_RESOURCE"
 MDEV_PREFIX = "MDEV_PCI_RESOURCE"
 SRIOV_PREFIX = "PCIDEVICE"
+TAG_PREFIX = "HOSTDEV_TAG"
 
 
 def env_suffix(resource_name: str) -> str:
@@ -32,6 +35,21 @@ def kubevirt_env_name(resource_name: str, kind: ResourceKind) -> str:
 def sriov_env_name(resource_name: str) -> str:
     """The variable the SR-IOV network device plugin family uses (DPDK pods read it)."""
     return f"{SRIOV_PREFIX}_{env_suffix(resource_name)}"
+
+
+def tag_env_name(tag: str, resource_name: str) -> str:
+    """HOSTDEV_TAG_<TAG>_<NAME>: a config tag (nova's physical_network ...) per resource."""
+    key = "".join(c if c.isalnum() else "_" for c in tag.upper())
+    return f"{TAG_PREFIX}_{key}_{env_suffix(resource_name)}"
+
+
+def tag_envs(resource_name: str, tags: Sequence[Sequence[tuple[str, str]]]) -> dict[str, str]:
+    """One variable per tag key: the values of the container's devices, in device order."""
+    per_device = [dict(t) for t in tags]
+    keys = sorted({k for d in per_device for k in d})
+    return {
+        tag_env_name(k, resource_name): env_value(d.get(k, "") for d in per_device) for k in keys
+    }
 
 
 def env_value(ids: Iterable[str]) -> str:

@@ -1,0 +1,204 @@
+"""`hostdev sriov`: list SR-IOV PFs and VFs; `hostdev sriov set PF COUNT` changes the count."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hostdev import sriov
+from hostdev.binding.execute import BindOptions, DeviceResult, bind_devices
+from hostdev.binding.state import DEFAULT_STATE_FILE
+from hostdev.cli.common import add_host_flags, load_host
+from hostdev.cli.output import add_output_flag, dump, table
+from hostdev.cli.writing import add_dry_run_flag, writer_for
+from hostdev.host.model import VFIO_PCI
+from hostdev.host.scan import scan_host
+from hostdev.host.writer import RecordingWriter
+
+
+def register(subparsers: Any) -> None:
+    """Add `sriov` and `sriov set`."""
+    parser = subparsers.add_parser(
+        "sriov",
+        help="list SR-IOV PFs and VFs; `sriov set PF COUNT` creates VFs",
+        description="List SR-IOV physical functions with their VFs, drivers and IOMMU groups.",
+    )
+    add_output_flag(parser)
+    add_host_flags(parser)
+    parser.set_defaults(handler=run_list)
+    sub = parser.add_subparsers(dest="sriov_command", metavar="SUBCOMMAND")
+    setter = sub.add_parser(
+        "set",
+        help="set a PF's VF count (through 0, as the kernel requires)",
+        description="Set the number of VFs of a PF named by interface or PCI address.",
+    )
+    setter.add_argument("pf", metavar="PF", help="interface name (enp4s0f1) or PCI address")
+    setter.add_argument("count", metavar="COUNT", type=_count, help="VFs wanted (0 removes)")
+    setter.add_argument(
+        "--bind",
+        metavar="DRIVER",
+        choices=(VFIO_PCI,),
+        help="bind the VFs to this driver afterwards (vfio-pci)",
+    )
+    setter.add_argument(
+        "--no-autoprobe",
+        action="store_true",
+        help="set sriov_drivers_autoprobe=0 so new VFs get no host driver",
+    )
+    setter.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the VFs and their drivers (default 30)",
+    )
+    setter.add_argument("--settle", type=float, default=1.0, help=argparse.SUPPRESS)
+    setter.add_argument(
+        "--state-file",
+        type=Path,
+        default=Path(os.environ.get("HOSTDEV_STATE_FILE", DEFAULT_STATE_FILE)),
+        help=f"where --bind records the VFs' original drivers for `hostdev restore` "
+        f"(default {DEFAULT_STATE_FILE}; env HOSTDEV_STATE_FILE)",
+    )
+    add_dry_run_flag(setter)
+    add_host_flags(setter)
+    setter.set_defaults(handler=run_set)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the VF count must be 0 or more")
+    return value
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the PFs as a table (wide adds one row per VF), JSON or YAML."""
+    fs, host = load_host(args)
+    pfs = sriov.pf_infos(host, fs)
+    if args.output in ("json", "yaml"):
+        dump({"pfs": [pf.to_dict() for pf in pfs]}, args.output)
+        return 0
+    if not pfs:
+        print("no SR-IOV physical functions found")
+        return 0
+    headers = ["PF", "INTERFACE", "DRIVER", "VFS", "LINK", "AUTOPROBE"]
+    rows = [
+        [
+            str(pf.address),
+            pf.interface or "-",
+            pf.driver or "-",
+            f"{pf.num_vfs}/{pf.total_vfs}",
+            pf.link or "-",
+            _yes_no(pf.drivers_autoprobe),
+        ]
+        for pf in pfs
+    ]
+    table(headers, rows)
+    if args.output == "wide":
+        print()
+        table(
+            ["VF", "PF", "INDEX", "DRIVER", "IOMMU GROUP"],
+            [
+                [
+                    str(vf.address),
+                    str(pf.address),
+                    str(vf.index),
+                    vf.driver or "-",
+                    "-" if vf.iommu_group is None else str(vf.iommu_group),
+                ]
+                for pf in pfs
+                for vf in pf.vfs
+            ],
+        )
+    return 0
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def run_set(args: argparse.Namespace) -> int:
+    """Plan, then write sriov_numvfs (0 first when needed), wait for the VFs, bind them."""
+    fs, host = load_host(args)
+    pf = sriov.resolve_pf(host, args.pf)
+    actions = sriov.plan_numvfs(pf, args.count, autoprobe=False if args.no_autoprobe else None)
+    writer = writer_for(args)
+    name = f"{pf.address}" + (f" ({pf.netdevs[0]})" if pf.netdevs else "")
+    if isinstance(writer, RecordingWriter):
+        return _dry_run(fs, writer, actions, args)
+    if not any(isinstance(a, sriov.SetNumVfs) for a in actions):
+        print(f"PF {name} already has {args.count} VFs")
+    for action in actions:
+        print(sriov.describe(action))
+        sriov.execute(fs, writer, [action])
+        if isinstance(action, sriov.SetNumVfs) and action.count:
+            _wait(fs, pf.address, action.count, args, autoprobe_on(pf, args))
+    if args.bind and args.count and not _bind_vfs(fs, writer, pf.address, args):
+        return 1
+    print(f"PF {name}: {args.count} VFs")
+    return 0
+
+
+def _bind_vfs(fs: Any, writer: Any, pf: Any, args: argparse.Namespace) -> bool:
+    """Bind the PF's VFs with the binding engine (guards, state file, rollback)."""
+    host = scan_host(fs)
+    todo = [a.vf for a in sriov.plan_bind(host, pf, args.bind) if isinstance(a, sriov.BindVf)]
+    if not todo:
+        print(f"all VFs already on {args.bind}")
+        return True
+    options = BindOptions(state_file=args.state_file, progress=_bind_progress)
+    result = bind_devices(fs, writer, todo, options)
+    failed = [d for d in result.devices if not result.ok and d.reason]
+    for device in failed:
+        print(f"error: {device.address}: {device.action}: {device.reason}", file=sys.stderr)
+    if result.ok:
+        print(f"bound {len(todo)} VFs to {args.bind}")
+    return result.ok
+
+
+def _bind_progress(item: DeviceResult, index: int, total: int) -> None:
+    print(
+        f"  [{index}/{total}] {item.address}: {item.from_driver or '-'} -> "
+        f"{item.to_driver or '-'} {item.action}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def autoprobe_on(pf: Any, args: argparse.Namespace) -> bool:
+    """Whether new VFs will get a host driver on their own (so drivers are waited for)."""
+    if args.no_autoprobe:
+        return False
+    return pf.sriov is not None and pf.sriov.drivers_autoprobe is not False
+
+
+def _wait(fs: Any, pf: Any, count: int, args: argparse.Namespace, drivers: bool) -> None:
+    waiter = sriov.Waiter(timeout=args.timeout, settle=args.settle)
+
+    def show(progress: sriov.VfProgress) -> None:
+        print(
+            f"  VFs {progress.present}/{progress.wanted} present, {progress.bound} with a driver",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    waiter.wait(fs, pf, count, expect_drivers=drivers, on_progress=show)
+
+
+def _dry_run(
+    fs: Any, writer: RecordingWriter, actions: list[sriov.SriovAction], args: argparse.Namespace
+) -> int:
+    sriov.execute(fs, writer, actions)
+    for path, value in writer.writes:
+        print(f"would write {value!r} to {path}")
+    if args.bind and args.count:
+        print(f"would then bind the VFs to {args.bind} (driver_override + drivers_probe)")
+    if not writer.writes and not args.bind:
+        print("nothing to do")
+    return 0

@@ -1,0 +1,184 @@
+"""Declarative SR-IOV: `sriov: [{pf: enp4s0f1, numVfs: 7, bind: vfio-pci}]` in the serve config.
+
+`reconcile_sriov(host, specs)` is pure: the actions that bring a host snapshot to the declared
+counts and drivers (call it after every rescan: a driver reload resets a PF to 0 VFs).
+`apply_sriov(fs, writer, specs)` runs them at serve start: counts first, a bounded wait for
+the VFs, a rescan, then the binds. One PF's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hostdev.errors import ConfigError, HostdevError
+from hostdev.host.fs import HostFS
+from hostdev.host.model import Host
+from hostdev.host.scan import scan_host
+from hostdev.host.writer import HostWriter
+from hostdev.sriov import (
+    BindVf,
+    InUse,
+    Problem,
+    SetNumVfs,
+    SriovAction,
+    Waiter,
+    execute,
+    plan_bind,
+    plan_numvfs,
+    resolve_pf,
+)
+
+
+# -- declarative ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SriovSpec:
+    """One `sriov:` entry: a PF (interface or address), its VF count, optional VF driver."""
+
+    pf: str
+    num_vfs: int
+    bind: str | None = None
+    drivers_autoprobe: bool | None = None
+
+
+_SPEC_KEYS = {"pf", "numVfs", "bind", "driversAutoprobe"}
+
+
+def parse_sriov_specs(data: object, file: str = "config") -> list[SriovSpec]:
+    """Validate a `sriov:` list; raise ConfigError naming the file and field."""
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ConfigError(file, "sriov", "must be a list of {pf, numVfs, bind} entries")
+    specs = [_parse_spec(item, file, f"sriov[{i}]") for i, item in enumerate(data)]
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        if spec.pf in seen:
+            raise ConfigError(file, f"sriov[{i}].pf", f"PF {spec.pf!r} is listed twice")
+        seen.add(spec.pf)
+    return specs
+
+
+def _parse_spec(item: object, file: str, where: str) -> SriovSpec:
+    if not isinstance(item, Mapping):
+        raise ConfigError(file, where, "must be a mapping with pf and numVfs")
+    unknown = sorted(set(map(str, item)) - _SPEC_KEYS)
+    if unknown:
+        raise ConfigError(
+            file, f"{where}.{unknown[0]}", f"unknown key; expected {', '.join(sorted(_SPEC_KEYS))}"
+        )
+    pf, count = item.get("pf"), item.get("numVfs")
+    if not isinstance(pf, str) or not pf:
+        raise ConfigError(file, f"{where}.pf", "must be an interface name or a PCI address")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ConfigError(file, f"{where}.numVfs", "must be a whole number, 0 or more")
+    bind, autoprobe = item.get("bind"), item.get("driversAutoprobe")
+    if bind is not None and (not isinstance(bind, str) or not bind):
+        raise ConfigError(file, f"{where}.bind", "must be a driver name such as vfio-pci")
+    if autoprobe is not None and not isinstance(autoprobe, bool):
+        raise ConfigError(file, f"{where}.driversAutoprobe", "must be true or false")
+    return SriovSpec(pf, count, bind, autoprobe)
+
+
+def reconcile_sriov(
+    host: Host, specs: Sequence[SriovSpec], in_use: InUse | None = None
+) -> list[SriovAction]:
+    """Actions that bring the host to the declared VF counts and drivers (pure).
+
+    A PF whose count differs gets 0 then N (binds follow on the next call, once the VFs
+    exist); a PF whose VFs are in use is never reset. Call it again after every rescan.
+    """
+    actions: list[SriovAction] = []
+    for spec in specs:
+        actions.extend(_reconcile_one(host, spec, in_use))
+    return actions
+
+
+def _reconcile_one(host: Host, spec: SriovSpec, in_use: InUse | None) -> list[SriovAction]:
+    try:
+        pf = resolve_pf(host, spec.pf)
+    except HostdevError as err:
+        return [Problem(spec.pf, str(err))]
+    sriov = pf.sriov
+    assert sriov is not None  # resolve_pf returns PFs only
+    if sriov.num_vfs != spec.num_vfs and sriov.num_vfs and in_use is not None:
+        busy = [str(vf) for vf in sriov.vfs if in_use(vf)]
+        if busy:
+            return [
+                Problem(
+                    spec.pf,
+                    f"VFs in use ({', '.join(busy)}); count left at "
+                    f"{sriov.num_vfs} instead of {spec.num_vfs}",
+                )
+            ]
+    try:
+        actions = plan_numvfs(pf, spec.num_vfs, autoprobe=spec.drivers_autoprobe)
+    except HostdevError as err:
+        return [Problem(spec.pf, str(err))]
+    if spec.bind and not any(isinstance(a, SetNumVfs) for a in actions):
+        actions.extend(plan_bind(host, pf.address, spec.bind))
+    return actions
+
+
+@dataclass
+class SriovReport:
+    """What apply_sriov did and what it could not do."""
+
+    done: list[SriovAction] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def apply_sriov(
+    fs: HostFS,
+    writer: HostWriter,
+    specs: Sequence[SriovSpec],
+    *,
+    in_use: InUse | None = None,
+    waiter: Waiter | None = None,
+) -> SriovReport:
+    """Bring the host to the declared state (serve start, and after a PF was reset)."""
+    report = SriovReport()
+    waiter = waiter or Waiter()
+    actions = reconcile_sriov(scan_host(fs), specs, in_use)
+    for pf, pf_actions in _by_pf(actions).items():
+        _run_pf(fs, writer, pf, pf_actions, report, waiter)
+    if any(isinstance(a, SetNumVfs) for a in report.done):
+        binds = [a for a in reconcile_sriov(scan_host(fs), specs, in_use) if isinstance(a, BindVf)]
+        for pf, pf_actions in _by_pf(binds).items():
+            _run_pf(fs, writer, pf, pf_actions, report, waiter)
+    return report
+
+
+def _by_pf(actions: Iterable[SriovAction]) -> dict[str, list[SriovAction]]:
+    grouped: dict[str, list[SriovAction]] = {}
+    for action in actions:
+        key = (
+            action.pf
+            if isinstance(action, Problem)
+            else str(action.vf if isinstance(action, BindVf) else action.pf)
+        )
+        grouped.setdefault(key, []).append(action)
+    return grouped
+
+
+def _run_pf(
+    fs: HostFS,
+    writer: HostWriter,
+    pf: str,
+    actions: list[SriovAction],
+    report: SriovReport,
+    waiter: Waiter,
+) -> None:
+    """Run one PF's actions; the first failure stops that PF only."""
+    for action in actions:
+        if isinstance(action, Problem):
+            report.problems.append(action)
+            return
+        try:
+            execute(fs, writer, [action])
+            if isinstance(action, SetNumVfs) and action.count:
+                waiter.wait(fs, action.pf, action.count, expect_drivers=False)
+        except HostdevError as err:
+            report.problems.append(Problem(pf, str(err)))
+            return
+        report.done.append(action)
