@@ -44,9 +44,11 @@ def register(subparsers: Any) -> None:
         help="bind the VFs to this driver afterwards (vfio-pci)",
     )
     setter.add_argument(
-        "--no-autoprobe",
-        action="store_true",
-        help="set sriov_drivers_autoprobe=0 so new VFs get no host driver",
+        "--autoprobe",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set sriov_drivers_autoprobe first: --no-autoprobe leaves new VFs without a "
+        "host driver (default: leave it as it is)",
     )
     setter.add_argument(
         "--timeout",
@@ -127,7 +129,7 @@ def run_set(args: argparse.Namespace) -> int:
     """Plan, then write sriov_numvfs (0 first when needed), wait for the VFs, bind them."""
     fs, host = load_host(args)
     pf = sriov.resolve_pf(host, args.pf)
-    actions = sriov.plan_numvfs(pf, args.count, autoprobe=False if args.no_autoprobe else None)
+    actions = sriov.plan_numvfs(pf, args.count, autoprobe=args.autoprobe)
     writer = writer_for(args)
     name = f"{pf.address}" + (f" ({pf.netdevs[0]})" if pf.netdevs else "")
     if isinstance(writer, RecordingWriter):
@@ -173,8 +175,8 @@ def _bind_progress(item: DeviceResult, index: int, total: int) -> None:
 
 def autoprobe_on(pf: Any, args: argparse.Namespace) -> bool:
     """Whether new VFs will get a host driver on their own (so drivers are waited for)."""
-    if args.no_autoprobe:
-        return False
+    if args.autoprobe is not None:
+        return bool(args.autoprobe)
     return pf.sriov is not None and pf.sriov.drivers_autoprobe is not False
 
 
