@@ -232,3 +232,15 @@ def test_mdev_keys_at_the_top_level(tmp_path: Path) -> None:
     both = {**data, "mediatedDevicesConfiguration": {"mediatedDevicesTypes": ["x"]}}
     with pytest.raises(ConfigError, match="either at the top level or under"):
         load_config(config_file(tmp_path, both))
+
+
+def test_config_check_summarises_the_new_sections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hostdev.cli.main import main
+
+    assert main(["config", "check", str(config_file(tmp_path, NATIVE))]) == 0
+    out = capsys.readouterr().out
+    assert "novaDeviceSpec(1)" in out and "pfDevice=8086:10c9" in out
+    assert "sriov: enp4s0f0: 2 VFs, bind vfio-pci" in out
+    assert "mediated devices: nvidia-233; 0 node override(s)" in out
