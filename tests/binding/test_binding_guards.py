@@ -75,6 +75,12 @@ REFUSED = [
         both(nvme_disk(partitions=("nvme0n1p2",)), lambda h: h.add_swap("/dev/nvme0n1p2")),
         "block device nvme0n1p2 is active swap",
     ),
+    (
+        "disk-mounted-in-host-namespace",
+        NVME,
+        both(nvme_disk(), lambda h: h.add_mount("/dev/nvme0n1", "/var", pid="1")),
+        "block device nvme0n1 backs a mounted filesystem",
+    ),
     ("disk-held-by-lvm", NVME, nvme_disk(holders=("dm-0",)), "held by dm-0 (LVM/md)"),
     (
         "block-dir-mounted",

@@ -41,8 +41,8 @@ class GroupPolicy:
             if d.iommu_group in groups and d.id not in in_use
         }
 
-    def claimed(self, resource: Resource, ids: Sequence[str]) -> None:
-        self.claims.append((resource.name, tuple(ids)))
+    def claim(self, resource: Resource, requests: Sequence[Sequence[str]]) -> None:
+        self.claims.extend((resource.name, tuple(ids)) for ids in requests)
 
 
 async def test_watch_yields_current_then_changes(host: Host) -> None:

@@ -35,6 +35,7 @@ from hostdev.host.scan import scan_host
 from hostdev.host.writer import HostWriter, RecordingWriter
 
 FAILED_ACTIONS = frozenset({"refused", "failed", "rolled-back", "skipped"})
+Step = tuple[PciAddress, PciAddress | None]  # (device, the target it joins as a companion)
 
 
 @dataclass(frozen=True)
@@ -178,17 +179,15 @@ def unbind_devices(
     """Leave devices with no driver and no driver_override, all or nothing."""
     run = start_run(fs, writer, "unbind", options or BindOptions())
     check_present(run.host, addresses)
-    plan: list[tuple[PciAddress, PciAddress | None]] = [(a, None) for a in addresses]
+    plan: list[Step] = [(a, None) for a in addresses]
     if _guards_pass(run, plan):
         _execute(run, plan, "unbind")
     return finish_run(run)
 
 
-def _with_companions(
-    host: Host, addresses: Sequence[PciAddress]
-) -> list[tuple[PciAddress, PciAddress | None]]:
+def _with_companions(host: Host, addresses: Sequence[PciAddress]) -> list[Step]:
     """Targets, each followed by the group members that must join it: (address, companion_of)."""
-    plan: list[tuple[PciAddress, PciAddress | None]] = []
+    plan: list[Step] = []
     seen = set(addresses)
     for address in addresses:
         plan.append((address, None))
@@ -200,7 +199,7 @@ def _with_companions(
     return plan
 
 
-def _guards_pass(run: Run, plan: list[tuple[PciAddress, PciAddress | None]]) -> bool:
+def _guards_pass(run: Run, plan: list[Step]) -> bool:
     probe = run.options.ipv4_probe or guards.default_ipv4_probe(run.fs)
     refusals = guards.check_all(run.fs, run.host, [a for a, _ in plan], probe)
     blocking = [r for r in refusals if not (r.forceable and run.options.force)]
@@ -211,31 +210,21 @@ def _guards_pass(run: Run, plan: list[tuple[PciAddress, PciAddress | None]]) -> 
     return True
 
 
-def _refuse_all(
-    run: Run, plan: list[tuple[PciAddress, PciAddress | None]], refusals: list[guards.Refusal]
-) -> None:
+def _refuse_all(run: Run, plan: list[Step], refusals: list[guards.Refusal]) -> None:
     reasons: dict[PciAddress, list[str]] = {}
     for refusal in refusals:
         reasons.setdefault(refusal.address, []).append(refusal.reason)
-    for address, companion_of in plan:
-        driver = run.host.devices[address].driver
-        why = "; ".join(reasons.get(address, []))
-        action = "refused" if why else "skipped"
-        run.report(
-            DeviceResult(
-                str(address),
-                driver,
-                driver,
-                action,
-                (),
-                str(companion_of) if companion_of else None,
-                why or "not changed: another device of this run was refused",
-            ),
-            len(plan),
+    for step in plan:
+        why = "; ".join(reasons.get(step[0], []))
+        item = (
+            _unchanged(run, step, "refused", why)
+            if why
+            else _unchanged(run, step, "skipped", "not changed: another device was refused")
         )
+        run.report(item, len(plan))
 
 
-def _execute(run: Run, plan: list[tuple[PciAddress, PciAddress | None]], command: str) -> None:
+def _execute(run: Run, plan: list[Step], command: str) -> None:
     state = StateFile(run.options.state_file)
     if run.options.dry_run:
         _apply(run, plan, command, None)
@@ -246,7 +235,7 @@ def _execute(run: Run, plan: list[tuple[PciAddress, PciAddress | None]], command
 
 def _apply(
     run: Run,
-    plan: list[tuple[PciAddress, PciAddress | None]],
+    plan: list[Step],
     command: str,
     state: StateFile | None,
 ) -> None:
@@ -265,7 +254,7 @@ def _apply(
 
 def _record(
     run: Run,
-    plan: list[tuple[PciAddress, PciAddress | None]],
+    plan: list[Step],
     command: str,
     state: StateFile | None,
 ) -> list[str]:
@@ -281,7 +270,7 @@ def _record(
             device.driver,
             device.driver_override,
             device.vendor_device,
-            str(companion_of) if companion_of else None,
+            _opt(companion_of),
             command,
             now_utc(),
         )
@@ -289,84 +278,80 @@ def _record(
 
 
 def _change(
-    run: Run,
-    address: PciAddress,
-    companion_of: PciAddress | None,
-    command: str,
-    plan: list[tuple[PciAddress, PciAddress | None]],
+    run: Run, address: PciAddress, companion_of: PciAddress | None, command: str, plan: list[Step]
 ) -> DeviceResult:
     current = current_binding(run.fs, address)
-    planner = plan_bind if command == "bind" else plan_unbind
-    writes = planner(run.fs, address, current)
+    writes = (plan_bind if command == "bind" else plan_unbind)(run.fs, address, current)
     wanted = VFIO_PCI if command == "bind" else None
     joined = tuple(str(a) for a, c in plan if c == address)
-    item = DeviceResult(
-        str(address),
-        current.driver,
-        wanted,
-        "",
-        joined,
-        str(companion_of) if companion_of else None,
-    )
+    item = DeviceResult(str(address), current.driver, wanted, "", joined, _opt(companion_of))
     if not writes:
         item.action = "already-bound" if command == "bind" else "already-unbound"
         return item
     run.touched.append(address)
     run.write_all(writes)
-    if not run.options.dry_run:
-        now = current_binding(run.fs, address).driver
-        if now != wanted:
-            raise HostdevError(
-                f"{address} is on {now or 'no driver'} after the writes, "
-                f"not {wanted or 'no driver'}"
-            )
-    item.action = (
-        "planned" if run.options.dry_run else ("bound" if command == "bind" else "unbound")
-    )
+    if run.options.dry_run:
+        item.action = "planned"
+        return item
+    now = current_binding(run.fs, address).driver
+    if now != wanted:
+        raise HostdevError(
+            f"{address} is on {now or 'no driver'} after the writes, not {wanted or 'no driver'}"
+        )
+    item.action = "bound" if command == "bind" else "unbound"
     return item
+
+
+def _opt(address: PciAddress | None) -> str | None:
+    return str(address) if address else None
+
+
+def _unchanged(run: Run, step: Step, action: str, reason: str) -> DeviceResult:
+    """The result of a device this run did not change (refused, skipped, failed)."""
+    driver = run.original(step[0]).driver
+    return DeviceResult(str(step[0]), driver, driver, action, (), _opt(step[1]), reason)
 
 
 def _rollback(
     run: Run,
-    plan: list[tuple[PciAddress, PciAddress | None]],
+    plan: list[Step],
     done: list[DeviceResult],
     err: BaseException,
     state: StateFile | None,
     fresh: list[str],
 ) -> None:
     """Put back every device this run changed, newest first, and report what happened."""
-    problems = []
-    for address in reversed(run.touched):
-        try:
-            restore_to(run, address, run.original(address))
-        except HostdevError as undo_err:
-            problems.append(f"{address}: {undo_err}")
+    problems = _undo(run)
     for item in done:
         if PciAddress.parse(item.address) in run.touched:
             item.action, item.to_driver = "rolled-back", item.from_driver
             item.reason = "put back after a later failure"
-    for index, (address, companion_of) in enumerate(plan[len(done) :]):
-        driver = run.original(address).driver
-        why = str(err) if index == 0 else "not changed: an earlier device failed"
-        run.report(
-            DeviceResult(
-                str(address),
-                driver,
-                driver,
-                "failed" if index == 0 else "skipped",
-                (),
-                str(companion_of) if companion_of else None,
-                why,
-            ),
-            len(plan),
+    rest = plan[len(done) :]
+    for index, step in enumerate(rest):
+        item = (
+            _unchanged(run, step, "failed", str(err))
+            if index == 0
+            else _unchanged(run, step, "skipped", "not changed: an earlier device failed")
         )
+        run.report(item, len(plan))
     if problems:
         run.result.warnings.append(
-            "rollback incomplete (" + "; ".join(problems) + "); the "
-            "state file keeps the original drivers: run hostdev restore"
+            f"rollback incomplete ({'; '.join(problems)}); the state file keeps the original "
+            "drivers: run hostdev restore"
         )
     elif state is not None:
         state.drop(fresh)
+
+
+def _undo(run: Run) -> list[str]:
+    """Restore every touched device to its binding at the start of the run; the failures."""
+    problems = []
+    for address in reversed(run.touched):
+        try:
+            restore_to(run, address, run.original(address))
+        except HostdevError as err:
+            problems.append(f"{address}: {err}")
+    return problems
 
 
 def restore_to(run: Run, address: PciAddress, target: Binding) -> list[Write]:

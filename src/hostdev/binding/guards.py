@@ -4,7 +4,8 @@ A device is refused (unless --force) when
 - one of its network interfaces is up and has a route (/proc/net/route), a non-link-local
   IPv6 address (/proc/net/if_inet6) or an IPv4 address (an injectable probe; see below);
 - one of its block devices or their partitions (sysfs ``block/`` or ``nvme/*/`` below the
-  device) backs a mounted filesystem (/proc/self/mounts, else /proc/mounts), is active swap
+  device) backs a mounted filesystem (/proc/1/mounts and /proc/self/mounts, else
+  /proc/mounts), is active swap
   (/proc/swaps) or is held by LVM/device-mapper or md (``holders/``);
 - it is the boot VGA device (boot_vga = 1) while a framebuffer (/sys/class/graphics/fb*) or a
   bound console (/sys/class/vtconsole/*/bind = 1) is active.
@@ -74,17 +75,26 @@ def iommu_enabled(fs: HostFS) -> bool:
 
 
 def read_facts(fs: HostFS) -> HostFacts:
-    """Read routes, IPv6 addresses, mounts, swaps and console state once."""
-    mounts = read_text(fs.proc("self", "mounts"))
-    if mounts is None:
-        mounts = read_text(fs.proc("mounts"))
+    """Read routes, IPv6 addresses, mounts, swaps and console state once.
+
+    Mounts are read from our own namespace and from init's (pid 1), since the daemon may run in
+    a container whose mount namespace is not the host's; /proc/mounts is the last resort.
+    """
+    mounts = _texts(fs.proc("1", "mounts"), fs.proc("self", "mounts")) or _texts(fs.proc("mounts"))
+    routes = _texts(fs.proc("net", "route"), fs.proc("1", "net", "route"))
+    inet6 = _texts(fs.proc("net", "if_inet6"), fs.proc("1", "net", "if_inet6"))
     return HostFacts(
-        route_ifaces=frozenset(_column(read_text(fs.proc("net", "route")), 0, skip_header=True)),
-        inet6_ifaces=frozenset(_global_inet6(read_text(fs.proc("net", "if_inet6")))),
-        mount_sources=frozenset(_column(mounts, 0)),
+        route_ifaces=frozenset(i for t in routes for i in _column(t, 0, skip_header=True)),
+        inet6_ifaces=frozenset(i for t in inet6 for i in _global_inet6(t)),
+        mount_sources=frozenset(m for t in mounts for m in _column(t, 0)),
         swaps=frozenset(_column(read_text(fs.proc("swaps")), 0, skip_header=True)),
         console_active=_console_active(fs),
     )
+
+
+def _texts(*paths: str) -> list[str]:
+    """The contents of every readable file among paths."""
+    return [text for text in map(read_text, paths) if text is not None]
 
 
 def _column(text: str | None, index: int, *, skip_header: bool = False) -> list[str]:

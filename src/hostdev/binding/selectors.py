@@ -3,7 +3,8 @@
 A selector is one of:
 - ``vvvv:dddd`` — every function with that vendor and device ID ("10de:1eb8");
 - a full address ``DDDD:BB:SS.F`` or a short one ``BB:SS.F`` (domain 0000);
-- an address glob with ``*``, ``?`` or ``[...]`` matched against full addresses ("0000:05:*").
+- an address glob with ``*``, ``?`` or ``[...]`` matched against full addresses ("0000:05:*";
+  a glob without the domain, "05:*", means domain 0000).
 Parsing is pure; `resolve` matches parsed selectors against a `Host` snapshot.
 """
 
@@ -53,7 +54,7 @@ def parse_selector(text: str) -> Selector:
                 f"invalid address glob {text!r}: use hex digits, ':', '.', '*', "
                 f"'?' and '[...]', e.g. 0000:05:*"
             )
-        return Selector(text, "glob", value if value.count(":") == 2 else "*:" + value)
+        return Selector(text, "glob", value if value.count(":") == 2 else "0000:" + value)
     try:
         return Selector(text, "address", str(PciAddress.parse(value)))
     except BadInputError:

@@ -166,7 +166,7 @@ def _report(args: argparse.Namespace, result: BindResult) -> int:
             [d.address, d.from_driver or "-", d.to_driver or "-", d.action, _note(d)]
             for d in result.devices
         ]
-        table(["address", "from", "to", "action", "note"], rows)
+        table(["ADDRESS", "FROM", "TO", "ACTION", "NOTE"], rows)
     return 0 if result.ok else 1
 
 

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hostdev.cli.allocation import add_allocation_flags, allocation_parts
 from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
 from hostdev.kubelet import constants
@@ -42,12 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="this node's labels for nodeMediatedDeviceTypes (YAML/JSON map; default: "
         "the API server when running in a cluster)",
     )
-    parser.add_argument(
-        "--pod-resources-socket",
-        default=constants.POD_RESOURCES_SOCKET,
-        help="kubelet PodResources socket: devices pods hold are never removed at start "
-        f"(default {constants.POD_RESOURCES_SOCKET})",
-    )
+    add_allocation_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -56,7 +52,9 @@ def _provision(fs: HostFS, config: Config, args: argparse.Namespace) -> None:
     from hostdev.cli.writing import writer_for
     from hostdev.daemon.provision import provision, start_facts
 
-    labels, in_use = start_facts(config, args.node_labels, args.pod_resources_socket, os.environ)
+    labels, in_use = start_facts(
+        config, args.node_labels, str(args.pod_resources_socket), os.environ
+    )
     provision(fs, writer_for(args), config, labels=labels, in_use=in_use)
 
 
@@ -97,7 +95,16 @@ def run(args: argparse.Namespace) -> int:
     fs = host_fs(args)
     if config.sriov or config.mediated_devices is not None:
         _provision(fs, config, args)
-    node = Node(fs, config, plugin_dir, kubelet_socket)
+    parts = allocation_parts(args)
+    node = Node(
+        fs,
+        config,
+        plugin_dir,
+        kubelet_socket,
+        policy=parts.accounting,
+        preferred=parts.preferred,
+        reconciler=parts.reconciler,
+    )
     asyncio.run(serve(node))
     return 0
 

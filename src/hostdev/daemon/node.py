@@ -3,7 +3,10 @@ server and registrar per resource, and the inotify watch on the plugin dir.
 
 Extension points: `rescan()` (a new host snapshot), `reload(config)` (a new config), both of
 which add and remove resources' servers as selection changes; `table` for health and in-use
-updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices.
+updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices;
+`binder` for `bind: onStart` (devices bound before a snapshot is served, at start and on each
+rescan, in a worker thread) and `reset: true` (PreStartContainer);
+`reconciler` (PodResources) tells the table what the kubelet really holds.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from hostdev.binding.onstart import Binder
 from hostdev.config.model import Config
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
 from hostdev.kubelet.plugin import DevicePluginService, PluginServer
+from hostdev.kubelet.podresources import Reconciler
 from hostdev.kubelet.preferred import PreferredPolicy
 from hostdev.kubelet.registration import Backoff, KubeletWatch, Registrar
 from hostdev.kubelet.state import AvailabilityPolicy, DeviceTable, ResourceChanges
@@ -39,6 +44,8 @@ class Node:
         preferred: PreferredPolicy | None = None,
         backoff: Backoff | None = None,
         scanner: Callable[[HostFS], Host] = scan_host,
+        binder: Binder | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.fs = fs
         self.config = config
@@ -48,6 +55,8 @@ class Node:
         self.preferred = preferred
         self.backoff = backoff
         self.scanner = scanner
+        self.binder = binder or Binder(fs)
+        self.reconciler = reconciler
         self.registrars: dict[str, Registrar] = {}
         self._table: DeviceTable | None = None
         self._watch = KubeletWatch(plugin_dir, kubelet_socket)
@@ -64,7 +73,10 @@ class Node:
     async def start(self) -> None:
         """Scan, select, serve each resource on its socket and register it."""
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
-        self._table = DeviceTable(self.config, self.scanner(self.fs), self.policy)
+        self._table = DeviceTable(self.config, await self._snapshot(), self.policy)
+        if self.reconciler is not None:  # capacity right before the first registration
+            self.reconciler.on_change = self._on_reconciled
+            await self.reconciler.start()
         self._watch.start()
         names = self._table.resource_names()
         if not names:
@@ -79,15 +91,25 @@ class Node:
         self._watch.stop()
         if self._table is not None:
             self._table.close()
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         for name in list(self.registrars):
             await self._remove(name, quiet=True)
         log.info("stopped; sockets removed from %s", self.plugin_dir)
 
     async def rescan(self) -> ResourceChanges:
         """Take a new host snapshot and follow its changes."""
-        changes = self.table.update_host(self.scanner(self.fs))
+        changes = self.table.update_host(await self._snapshot())
         await self._apply(changes)
         return changes
+
+    async def _snapshot(self) -> Host:
+        """A host snapshot, taken again after binding the devices of onStart resources."""
+        host = self.scanner(self.fs)
+        if self.binder.pending(host, self.config):
+            await asyncio.to_thread(self.binder.bind_pending, host, self.config)
+            host = self.scanner(self.fs)
+        return host
 
     async def reload(self, config: Config) -> ResourceChanges:
         """Switch to a new (already validated) config."""
@@ -108,7 +130,7 @@ class Node:
             await self._add(name)
 
     async def _add(self, name: str) -> None:
-        service = DevicePluginService(self.table, name, self.preferred)
+        service = DevicePluginService(self.table, name, self.preferred, self.binder.reset)
         server = PluginServer(service, self.plugin_dir)
         await server.start()
         registrar = Registrar(server, self.kubelet_socket, self.backoff, self._on_registered)
@@ -125,6 +147,10 @@ class Node:
         self._registered.discard(name)
         if not quiet:
             log.info("%s: no longer served; socket removed", name)
+
+    def _on_reconciled(self) -> None:
+        assert self.reconciler is not None
+        self.table.set_in_use(self.reconciler.ledger.holdings)
 
     def _on_registered(self, name: str) -> None:
         self._registered.add(name)

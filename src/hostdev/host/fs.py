@@ -122,16 +122,24 @@ def exists(path: str) -> bool:
 
 
 def walk_dirs(path: str, max_depth: int, skip: frozenset[str] = frozenset()) -> list[str]:
-    """Real subdirectories of path down to max_depth levels, never following symlinks."""
+    """Real subdirectories of path down to max_depth levels, never following symlinks.
+
+    os.scandir gives each entry's type from the directory listing (d_type), so no stat runs.
+    """
     found: list[str] = []
     level = [path]
     for _ in range(max_depth):
         following: list[str] = []
         for parent in level:
-            for name in list_dir(parent):
-                child = os.path.join(parent, name)
-                if name not in skip and not os.path.islink(child) and os.path.isdir(child):
-                    following.append(child)
+            try:
+                with os.scandir(parent) as entries:
+                    following += [
+                        e.path
+                        for e in entries
+                        if e.name not in skip and e.is_dir(follow_symlinks=False)
+                    ]
+            except OSError:
+                continue
         found.extend(following)
         level = following
     return found

@@ -8,15 +8,18 @@ devices, or fails the whole call with a clear gRPC error and a fresh ListAndWatc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from hostdev.errors import HostdevError
+from hostdev.host.model import PciAddress
 from hostdev.kubelet import constants
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as pb_grpc
@@ -79,11 +82,16 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
     """The kubelet-facing service of one resource, reading everything from the device table."""
 
     def __init__(
-        self, table: DeviceTable, resource_name: str, preferred: PreferredPolicy | None = None
+        self,
+        table: DeviceTable,
+        resource_name: str,
+        preferred: PreferredPolicy | None = None,
+        resetter: Callable[[PciAddress], None] | None = None,
     ) -> None:
         self.table = table
         self.resource_name = resource_name
         self.preferred: PreferredPolicy = preferred or NumaPolicy()
+        self.resetter = resetter
 
     def options(self) -> Any:
         """Never None: the kubelet fails registration on a nil options message."""
@@ -141,7 +149,27 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
         return pb.AllocateResponse(container_responses=answers)
 
     async def PreStartContainer(self, request: Any, context: Any) -> Any:
-        """Nothing to do yet (device reset hooks in here)."""
+        """With `reset: true`, reset each PCI function through sysfs before the container starts.
+
+        mdevs are skipped: resetting their parent would disturb every other mdev on it. A failed
+        reset fails the call, so the kubelet does not start the container on a dirty device.
+        """
+        snapshot = self.table.snapshot(self.resource_name)
+        if snapshot is None or not snapshot.resource.options.reset or self.resetter is None:
+            return pb.PreStartContainerResponse()
+        served = {v.device.id: v.device for v in snapshot.views}
+        for device_id in request.devices_ids:
+            device = served.get(device_id)
+            if device is None or device.is_mdev:
+                continue
+            try:
+                await asyncio.to_thread(self.resetter, device.address)
+            except HostdevError as err:
+                log.warning("PreStartContainer: reset of %s failed: %s", device_id, err)
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"reset of {device_id} failed: {err}"
+                )
+            log.info("PreStartContainer: reset %s", device_id)
         return pb.PreStartContainerResponse()
 
 

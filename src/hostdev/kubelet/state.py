@@ -7,7 +7,8 @@ Entry points (all called on the event loop, never from threads):
   stop their servers.
 - `set_health(id, reason)` / `clear_health(id)`: health pushed by watchers (None reason: healthy).
 - `set_in_use(ids)`: what the kubelet really holds (from PodResources).
-- `claim(resource, ids)`: Allocate's check; raises AllocationError, never half-succeeds.
+- `claim(resource, ids)`: Allocate's check; raises AllocationError, never half-succeeds; the
+  policy sees the whole call and may refuse it (IOMMU group or PF/VF conflicts).
 An `AvailabilityPolicy` decides which devices are blocked by what is in use (IOMMU group
 siblings, PF/VF relatives); the default blocks nothing.
 """
@@ -80,8 +81,8 @@ class AvailabilityPolicy(Protocol):
         """Device ID → reason, for devices that must not be handed out now."""
         ...
 
-    def claimed(self, resource: Resource, ids: Sequence[str]) -> None:
-        """Allocate succeeded for these IDs (the kubelet now holds them)."""
+    def claim(self, resource: Resource, requests: Sequence[Sequence[str]]) -> None:
+        """Record an Allocate call (one ID list per container) or raise AllocationError."""
         ...
 
 
@@ -94,8 +95,8 @@ class NoAccounting:
         """Nothing is blocked."""
         return {}
 
-    def claimed(self, resource: Resource, ids: Sequence[str]) -> None:
-        """Nothing to record."""
+    def claim(self, resource: Resource, requests: Sequence[Sequence[str]]) -> None:
+        """Nothing to record, nothing refused."""
 
 
 def intrinsic_problem(device: ServedDevice, host: Host) -> str | None:
@@ -196,8 +197,12 @@ class DeviceTable:
             self.republish(name)
             text = "; ".join(f"{i}: {why}" for i, why in bad)
             raise AllocationError("unusable", f"{name}: device(s) not usable: {text}")
-        for request in requests:
-            self.policy.claimed(snapshot.resource, request)
+        try:
+            self.policy.claim(snapshot.resource, requests)
+        except AllocationError:
+            self.republish(name)
+            raise
+        self._publish_all()  # what the claim blocked (group siblings, PF/VF) turns Unhealthy
         return tuple(tuple(snapshot.by_id[i].device for i in request) for request in requests)
 
     def close(self) -> None:

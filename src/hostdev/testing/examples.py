@@ -271,6 +271,18 @@ def kitchen_sink(root: Path) -> FakeHost:
     return host
 
 
+def shared_groups(root: Path) -> FakeHost:
+    """The kitchen sink with group 32's two NICs and the 82576 PF enp4s0f1 moved to vfio-pci.
+
+    Group 15 (GPU + audio), group 32 (two NICs behind a PCIe-to-PCI bridge) and a PF with its
+    VFs then all hold several vfio devices that must never go to two pods.
+    """
+    host = kitchen_sink(root)
+    for address in ("0000:06:01.0", "0000:06:02.0", "0000:04:00.1"):
+        host.bind(address, VFIO_PCI)
+    return host
+
+
 def no_iommu(root: Path) -> FakeHost:
     """A host booted without the IOMMU: no groups, no /sys/class/iommu entries."""
     host = base_host(root, iommu=False)
@@ -295,6 +307,7 @@ def synthetic(root: Path, *, pfs: int = 16, vfs_per_pf: int = 255, gpus: int = 8
             vf_driver=VFIO_PCI,
             driver="ice",
             iommu_group=1000 + index,
+            first_vf_group=10000 + index * vfs_per_pf,  # clear of the PFs' groups
             numa_node=index % 2,
         )
     for index in range(gpus):
@@ -314,6 +327,7 @@ EXAMPLES: dict[str, Callable[[Path], FakeHost]] = {
     "sriov-node": sriov_node,
     "vgpu-node": vgpu_node,
     "kitchen-sink": kitchen_sink,
+    "shared-groups": shared_groups,
     "no-iommu": no_iommu,
 }
 

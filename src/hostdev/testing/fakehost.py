@@ -299,9 +299,11 @@ class FakeHost:
         self._link(f"sys/class/block/{name}", "../../" + base.removeprefix("sys/"))
         return self
 
-    def add_mount(self, source: str, target: str, fstype: str = "ext4") -> FakeHost:
-        """Append a line to /proc/self/mounts."""
-        self._append("proc/self/mounts", None, f"{source} {target} {fstype} rw,relatime 0 0")
+    def add_mount(
+        self, source: str, target: str, fstype: str = "ext4", *, pid: str = "self"
+    ) -> FakeHost:
+        """Append a line to /proc/<pid>/mounts ("self": ours; "1": init's, the host's)."""
+        self._append(f"proc/{pid}/mounts", None, f"{source} {target} {fstype} rw,relatime 0 0")
         return self
 
     def add_swap(self, source: str) -> FakeHost:

@@ -1,0 +1,177 @@
+"""`hostdev bind|unbind|restore` end to end: exit codes, output formats, dry run, progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from binding_helpers import E1000, GPU, GPU_AUDIO, NIC, NVME, RTL, bindings
+
+from hostdev.cli import bind as bind_cli
+from hostdev.cli.main import main
+from hostdev.host.writer import RecordingWriter
+from hostdev.testing.fakehost import FakeHost
+from hostdev.testing.fakekernel import FakeKernelWriter
+
+
+@pytest.fixture
+def hostdev(host: FakeHost, state_file: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run the CLI against the fake host and its fake kernel; returns the exit code."""
+    kernel = FakeKernelWriter(host)
+    monkeypatch.setattr(
+        bind_cli, "writer_for", lambda args: RecordingWriter() if args.dry_run else kernel
+    )
+    monkeypatch.setattr(bind_cli, "loader_for", lambda args: lambda module, params: None)
+    monkeypatch.delenv("HOSTDEV_STATE_FILE", raising=False)
+
+    def run(*argv: str) -> int:
+        extra: Sequence[str] = ("--host-root", str(host.root), "--state-file", str(state_file))
+        return main([*argv, *extra])
+
+    run.kernel = kernel  # type: ignore[attr-defined]
+    return run
+
+
+def test_bind_json_result(hostdev, capsys):
+    assert hostdev("bind", E1000, "-o", "json") == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is True
+    assert [
+        {k: d[k] for k in ("address", "from", "to", "action", "companions")}
+        for d in document["devices"]
+    ] == [
+        {
+            "address": E1000,
+            "from": "e1000",
+            "to": "vfio-pci",
+            "action": "bound",
+            "companions": [RTL],
+        },
+        {"address": RTL, "from": "8139cp", "to": "vfio-pci", "action": "bound", "companions": []},
+    ]
+
+
+def test_bind_table_and_progress_on_stderr(hostdev, capsys):
+    assert hostdev("bind", E1000) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].split() == ["ADDRESS", "FROM", "TO", "ACTION", "NOTE"]
+    assert f"{RTL}   8139cp   vfio-pci   bound    IOMMU group companion of {E1000}" in out
+    assert err.splitlines() == [
+        f"[1/2] {E1000}: e1000 -> vfio-pci bound",
+        f"[2/2] {RTL}: 8139cp -> vfio-pci bound (companion of {E1000})",
+    ]
+
+
+def test_single_device_prints_no_progress(hostdev, capsys):
+    assert hostdev("bind", NVME) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_dry_run_prints_exact_writes(hostdev, host, capsys):
+    before = bindings(host)
+    assert hostdev("bind", "--dry-run", E1000) == 0
+    sys = host.root / "sys"
+    assert capsys.readouterr().out.splitlines() == [
+        f'{sys}/bus/pci/devices/{E1000}/driver_override <- "vfio-pci"',
+        f'{sys}/bus/pci/drivers/e1000/unbind <- "{E1000}"',
+        f'{sys}/bus/pci/drivers_probe <- "{E1000}"',
+        f'{sys}/bus/pci/devices/{RTL}/driver_override <- "vfio-pci"',
+        f'{sys}/bus/pci/drivers/8139cp/unbind <- "{RTL}"',
+        f'{sys}/bus/pci/drivers_probe <- "{RTL}"',
+    ]
+    assert bindings(host) == before
+    assert hostdev.kernel.writes == []
+
+
+def test_dry_run_restore_shows_the_clearing_newline(hostdev, host, capsys):
+    hostdev("bind", NVME)
+    capsys.readouterr()
+    assert hostdev("restore", "--dry-run", NVME) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f'{host.root}/sys/bus/pci/devices/{NVME}/driver_override <- "\\n"'
+    assert lines[-1] == f'{host.root}/sys/bus/pci/drivers/nvme/bind <- "{NVME}"'
+    assert host.driver_of(NVME) == "vfio-pci"
+
+
+def test_bind_then_restore_all(hostdev, host, state_file, capsys):
+    before = bindings(host)
+    assert hostdev("bind", "10de:1eb8", "0000:0a:*") == 0
+    capsys.readouterr()
+    assert hostdev("restore", "--all", "-o", "json") == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [(d["address"], d["action"]) for d in document["devices"]] == [
+        (NVME, "restored"),
+        (GPU, "restored"),
+        (GPU_AUDIO, "restored"),
+    ]
+    assert bindings(host) == before
+    assert json.loads(state_file.read_text())["devices"] == {}
+
+
+def test_restore_named_devices_in_realkernel_spelling(hostdev, host, capsys):
+    before = bindings(host)
+    assert hostdev("bind", E1000) == 0
+    capsys.readouterr()
+    assert hostdev("restore", E1000, RTL, "-o", "json") == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [d["action"] for d in document["devices"]] == ["restored", "restored"]
+    assert bindings(host) == before
+
+
+def test_refused_exits_1_with_reason_on_stderr(hostdev, host, capsys):
+    host.set_operstate("eno1", "up").add_route("eno1")
+    assert hostdev("bind", NIC) == 1
+    err = capsys.readouterr().err
+    assert "refused: 0000:01:00.0: interface eno1 is up with a route; use --force" in err
+    assert hostdev("bind", "--force", NIC) == 0
+    assert "warning: forced:" in capsys.readouterr().err
+
+
+def test_failure_exits_1_and_rolls_back(hostdev, host, capsys):
+    before = bindings(host)
+    hostdev.kernel.fail_on["drivers/8139cp/unbind"] = 5  # EIO
+    assert hostdev("bind", E1000) == 1
+    assert "failed:" in capsys.readouterr().err
+    assert bindings(host) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("bind", "nvidia"),
+        ("bind", "0000:65:00.8"),
+        ("bind", "dead:beef"),
+        ("bind", "0000:99:*"),
+        ("bind",),
+        ("unbind", "10de"),
+        ("restore",),
+        ("restore", "--all", E1000),
+        ("restore", "0000:99:00.0"),
+    ],
+    ids=[
+        "name",
+        "bad-function",
+        "unknown-id",
+        "glob-no-match",
+        "nothing",
+        "unbind-bad",
+        "restore-nothing",
+        "restore-all-and-devices",
+        "restore-unknown",
+    ],
+)
+def test_bad_input_exits_2(hostdev, host, capsys, argv):
+    before = bindings(host)
+    assert hostdev(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert bindings(host) == before
+
+
+def test_broken_state_file_exits_2(hostdev, state_file, capsys):
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text("{")
+    assert hostdev("bind", NVME) == 2
+    assert "not JSON" in capsys.readouterr().err
