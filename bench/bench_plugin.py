@@ -48,7 +48,19 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def _pod_resources(plugin_dir: Path) -> Path:
+    path = plugin_dir.parent / f"{plugin_dir.name}-pr" / "kubelet.sock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _simulator(plugin_dir: Path) -> KubeletSimulator:
+    """The kubelet side, with PodResources (devices sharing a group stay blocked without it)."""
+    return KubeletSimulator(plugin_dir, _pod_resources(plugin_dir), write_checkpoint=False)
+
+
 async def _spawn(root: Path, plugin_dir: Path, *extra: str) -> asyncio.subprocess.Process:
+    extra = ("--pod-resources-socket", str(_pod_resources(plugin_dir)), *extra)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -77,7 +89,7 @@ async def _ready(sim: KubeletSimulator, expected: dict[str, int]) -> None:
 async def _start_once(
     root: Path, plugin_dir: Path, expected: dict[str, int], extra: tuple[str, ...]
 ) -> float:
-    async with KubeletSimulator(plugin_dir, write_checkpoint=False) as sim:
+    async with _simulator(plugin_dir) as sim:
         started = time.perf_counter()
         proc = await _spawn(root, plugin_dir, *extra)
         try:
@@ -89,7 +101,7 @@ async def _start_once(
 
 async def _in_process_start(root: Path, plugin_dir: Path, expected: dict[str, int]) -> float:
     """Node.start() → every resource listed, inside one process (no interpreter start)."""
-    async with KubeletSimulator(plugin_dir, write_checkpoint=False) as sim:
+    async with _simulator(plugin_dir) as sim:
         started = time.perf_counter()
         node = Node(HostFS.under(root), DEFAULT_CONFIG, plugin_dir, sim.kubelet_socket)
         try:
@@ -214,7 +226,7 @@ async def _large_host(tmp: Path) -> list[str]:
     synthetic(root, pfs=16, vfs_per_pf=255, gpus=16)
     expected = {"devices.kubevirt.io/8086_1889": 4080, "devices.kubevirt.io/10de_1eb8": 16}
     plugin_dir = tmp / "dp-big"
-    async with KubeletSimulator(plugin_dir, write_checkpoint=False) as sim:
+    async with _simulator(plugin_dir) as sim:
         proc = await _spawn(root, plugin_dir)
         try:
             await _ready(sim, expected)

@@ -47,9 +47,13 @@ def run_plugin_demo(root: Path) -> None:
 
 
 async def _plugin_session(root: Path, plugin_dir: Path) -> None:
-    async with KubeletSimulator(plugin_dir) as sim:
+    pod_resources = root.parent / "pod-resources" / "kubelet.sock"
+    pod_resources.parent.mkdir(parents=True, exist_ok=True)
+    async with KubeletSimulator(plugin_dir, pod_resources) as sim:
         args = [
             "serve",
+            "--pod-resources-socket",
+            str(pod_resources),
             "--config",
             str(EXAMPLE_CONFIG),
             "--host-root",
