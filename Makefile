@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench test-realkernel protos check-protos clean
+.PHONY: demo test lint typecheck unit bench test-realkernel bench-realkernel protos check-protos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { \
@@ -43,6 +43,14 @@ check-protos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Second test command: tests/realkernel/ in a QEMU guest running Debian's kernel (root; ~3-5 min).
+test-realkernel: $(STAMP)
+	tests/realkernel/harness/run-in-guest -- $(REALKERNEL_PYTEST_ARGS)
+
+# Guest-side figures for docs/benchmarks.md (root; compares with Debian's dpdk-devbind.py).
+bench-realkernel: $(STAMP)
+	tests/realkernel/harness/run-in-guest --figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -54,6 +54,7 @@ class AllocationLedger:
         self._cached: Availability | None = None
         self._index: dict[tuple[str, str], list[Entry]] | None = None
         self.in_use_known = False
+        self.generation = 0  # bumped whenever holdings or served devices change
         self.podresources_reachable: bool | None = None  # None until the first attempt
         self.last_error = ""
 
@@ -78,6 +79,7 @@ class AllocationLedger:
         self._changed()
 
     def _changed(self) -> None:
+        self.generation += 1
         self._cached = None
         self._index = None
 
@@ -153,13 +155,15 @@ class AllocationLedger:
                 kept[serial] = pending
         self._pending = kept
         self._listed = dict(listed)
-        self._holdings = dict(listed)
+        holdings = dict(listed)
         for pending in kept.values():
-            self._holdings.update(dict.fromkeys(pending.device_ids, pending.holder))
-        self.in_use_known = True
+            holdings.update(dict.fromkeys(pending.device_ids, pending.holder))
+        if holdings != self._holdings or not self.in_use_known:
+            self._holdings = holdings
+            self.in_use_known = True
+            self._changed()
         self.podresources_reachable = True
         self.last_error = ""
-        self._changed()
         return dropped
 
     def reconcile_failed(self, error: str) -> None:

@@ -144,10 +144,11 @@ def _buckets(search: _Search, candidates: Sequence[str]) -> list[list[Unit]]:
     """Buckets of interchangeable units, each sorted by ID (popped from the end).
 
     A unit is the offered devices of one IOMMU group (taken whole when it fits). Units are
-    interchangeable when they have the same size, NUMA nodes, bridges above them and free
-    rivals: then every criterion rates them alike, so only a bucket's first unit needs to
-    be rated at each step. Devices without rivals are single units that only differ by
-    their NUMA node and bridges, so thousands of VFs fall into a few buckets.
+    interchangeable when they have the same size, NUMA nodes, bridges above them and rivals
+    (their free rivals then match too): every criterion rates them alike, so only a
+    bucket's first unit needs to be rated at each step. Devices without rivals are single
+    units that only differ by their NUMA node and bridges, so thousands of VFs fall into a
+    few buckets.
     """
     inventory = search.request.inventory
     buckets: dict[object, list[Unit]] = {}
@@ -161,7 +162,10 @@ def _buckets(search: _Search, candidates: Sequence[str]) -> list[list[Unit]]:
         groups.setdefault(unit_key, []).append(device_id)
     for members in groups.values():
         unit = tuple(members)
-        outside = frozenset().union(*(search.rivals_of(i) for i in unit)).difference(unit)
+        if len(unit) == 1:  # e.g. a VF whose PF is served: its rivals are static and shared
+            outside = inventory.rivals[unit[0]]
+        else:
+            outside = frozenset().union(*(inventory.rivals[i] for i in unit)).difference(unit)
         places = tuple(inventory.places[i] for i in unit)
         buckets.setdefault((places, outside), []).append(unit)
     return [bucket[::-1] for bucket in buckets.values()]

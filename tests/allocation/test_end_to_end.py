@@ -139,6 +139,7 @@ async def test_reconcile_after_allocate_names_the_pod(
     sim: KubeletSimulator, start_plugin: StartPlugin
 ) -> None:
     plugin = await start_plugin()
+    await settle(sim, plugin, gpu=1, audio=1)  # the kubelet has both lists before the pod
     await sim.create_pod("vm-a", {"compute": {GPU: 1}}, namespace="ns")
     assert plugin.accounting.ledger.holdings == {"0000:17:00.0": Holder(allocation=1)}
     await named(plugin)
@@ -189,6 +190,7 @@ async def test_periodic_reconcile_frees_the_group(
     sim: KubeletSimulator, start_plugin: StartPlugin
 ) -> None:
     plugin = await start_plugin(interval_s=0.05)
+    await settle(sim, plugin, gpu=1, audio=1)  # the kubelet has both lists before the pod
     await sim.create_pod("vm-a", {"compute": {AUDIO: 1}})
     await sim.wait_devices(GPU, 0, WAIT_S)
     await named(plugin)

@@ -117,3 +117,13 @@ def test_describe_changes(shared: Inventory) -> None:
         "(allocation #1, pod not known yet)",
     ]
     assert describe_changes(None, before) == []
+
+
+def test_unchanged_reconcile_keeps_the_availability(shared: Inventory) -> None:
+    ledger = reconciled(shared, {GPU_GROUP_15: POD_A})
+    generation, availability = ledger.generation, ledger.availability()
+    ledger.reconcile({GPU_GROUP_15: POD_A}, started_at=1.0)
+    assert (ledger.generation, ledger.availability()) == (generation, availability)
+    ledger.reconcile({}, started_at=2.0)
+    assert ledger.generation == generation + 1
+    assert ledger.availability().blocked() == {}

@@ -229,3 +229,12 @@ def test_default_ipv4_probe_asks_the_kernel_only_for_our_own_proc(tmp_path):
 
 def test_kernel_ipv4_probe_of_a_missing_interface_is_empty():
     assert kernel_ipv4_probe("hostdev-none0") == ()
+
+
+def test_binding_api_names_load_lazily_and_unknown_names_fail():
+    import hostdev.binding as binding
+
+    assert binding.restore_devices.__module__ == "hostdev.binding.restore"
+    assert binding.BindOptions.__module__ == "hostdev.binding.execute"
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = binding.no_such_name  # type: ignore[attr-defined]

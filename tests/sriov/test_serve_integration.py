@@ -232,3 +232,40 @@ def test_mdev_keys_at_the_top_level(tmp_path: Path) -> None:
     both = {**data, "mediatedDevicesConfiguration": {"mediatedDevicesTypes": ["x"]}}
     with pytest.raises(ConfigError, match="either at the top level or under"):
         load_config(config_file(tmp_path, both))
+
+
+def test_config_check_summarises_the_new_sections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hostdev.cli.main import main
+
+    assert main(["config", "check", str(config_file(tmp_path, NATIVE))]) == 0
+    out = capsys.readouterr().out
+    assert "novaDeviceSpec(1)" in out and "pfDevice=8086:10c9" in out
+    assert "sriov: enp4s0f0: 2 VFs, bind vfio-pci" in out
+    assert "mediated devices: nvidia-233; 0 node override(s)" in out
+
+
+def test_reapply_after_a_pf_driver_reload(tmp_path: Path, nic: FakeHost) -> None:
+    from hostdev.daemon.provision import reapply_sriov
+
+    config = load_config(
+        config_file(
+            tmp_path,
+            {
+                "sriov": [
+                    {"pf": "enp4s0f1", "numVfs": 7, "bind": "vfio-pci"},
+                    {"pf": "eth7", "numVfs": 1},
+                ]
+            },
+        )
+    )
+    kernel = FakeKernelWriter(nic)
+    assert reapply_sriov(nic.fs, kernel, scan_host(nic.fs), config) is None
+    assert kernel.writes == []
+    nic.destroy_vfs("0000:04:00.1")  # the PF driver was reloaded: its VFs are gone
+    report = reapply_sriov(nic.fs, kernel, scan_host(nic.fs), config)
+    assert report is not None and len(report.problems) == 1  # eth7 is still unknown
+    host = scan_host(nic.fs)
+    vfs = host.devices[PciAddress.parse("0000:04:00.1")].sriov.vfs  # type: ignore[union-attr]
+    assert len(vfs) == 7 and {host.devices[v].driver for v in vfs} == {VFIO_PCI}

@@ -205,6 +205,16 @@ def test_set_without_autoprobe(
     assert pf.sriov is not None and pf.sriov.drivers_autoprobe is False
 
 
+def test_set_turns_autoprobe_back_on(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, nic: FakeHost
+) -> None:
+    fake_kernel(monkeypatch, nic)
+    run(capsys, nic, "sriov", "set", "enp4s0f0", "1", "--no-autoprobe")
+    code, out, err = run(capsys, nic, "sriov", "set", "enp4s0f0", "2", "--autoprobe")
+    assert code == 0 and "sriov_drivers_autoprobe = 1" in out
+    assert "VFs 2/2 present, 2 with a driver" in err
+
+
 def test_set_dry_run_changes_nothing(capsys: pytest.CaptureFixture[str], nic: FakeHost) -> None:
     code, out, _ = run(
         capsys, nic, "sriov", "set", "enp4s0f1", "3", "--bind", "vfio-pci", "--dry-run"

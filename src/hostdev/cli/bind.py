@@ -11,17 +11,8 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hostdev.binding import (
-    BindOptions,
-    BindResult,
-    DeviceResult,
-    bind_devices,
-    restore_devices,
-    unbind_devices,
-)
-from hostdev.binding.modules import ModuleLoader, modprobe
 from hostdev.binding.selectors import parse_selectors, resolve
 from hostdev.binding.state import DEFAULT_STATE_FILE
 from hostdev.cli.common import add_host_flags, host_fs, load_host
@@ -29,6 +20,10 @@ from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.errors import BadInputError
 from hostdev.host.model import PciAddress
 from hostdev.host.writer import HostWriter, RecordingWriter, SysfsWriter
+
+if TYPE_CHECKING:  # the binding engine is imported when a command runs (fast start)
+    from hostdev.binding import BindOptions, BindResult, DeviceResult
+    from hostdev.binding.modules import ModuleLoader
 
 _HELP = {
     "bind": "bind devices (and their IOMMU group companions) to vfio-pci",
@@ -89,10 +84,14 @@ def writer_for(args: argparse.Namespace) -> HostWriter:
 
 def loader_for(args: argparse.Namespace) -> ModuleLoader:
     """How kernel modules get loaded (modprobe)."""
+    from hostdev.binding.modules import modprobe
+
     return modprobe
 
 
 def _options(args: argparse.Namespace) -> BindOptions:
+    from hostdev.binding import BindOptions
+
     return BindOptions(
         force=getattr(args, "force", False),
         noiommu=getattr(args, "noiommu", False),
@@ -110,16 +109,22 @@ def _addresses(args: argparse.Namespace) -> list[PciAddress]:
 
 
 def _bind(args: argparse.Namespace) -> int:
+    from hostdev.binding import bind_devices
+
     addresses = _addresses(args)
     return _report(args, bind_devices(host_fs(args), writer_for(args), addresses, _options(args)))
 
 
 def _unbind(args: argparse.Namespace) -> int:
+    from hostdev.binding import unbind_devices
+
     addresses = _addresses(args)
     return _report(args, unbind_devices(host_fs(args), writer_for(args), addresses, _options(args)))
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from hostdev.binding import restore_devices
+
     if args.all and args.targets:
         raise BadInputError("give either --all or devices to restore, not both")
     if not args.all and not args.targets:

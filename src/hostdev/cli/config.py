@@ -33,11 +33,14 @@ def describe_selector(selector: Selector) -> str:
         ("subsystem", selector.subsystem),
         ("driver", selector.driver),
         ("mdevName", selector.mdev_name),
+        ("pfDevice", selector.pf_device),
     ]
     text = [f"{k}={v}" for k, v in parts if v]
     if selector.address is not None:
         text.append("address")
     text.extend(f"pfName={p.ifname}" for p in selector.pf_names)
+    if selector.nova:
+        text.append(f"novaDeviceSpec({len(selector.nova)})")
     return " ".join(text)
 
 
@@ -48,7 +51,7 @@ def summary_rows(resources: tuple[ResourceSpec, ...]) -> list[list[str]]:
             r.name,
             r.kind,
             " | ".join(describe_selector(s) for s in r.selectors),
-            str(len(r.excludes)),
+            str(len(r.excludes) + (r.exclude_devices is not None)),
             ",".join(r.options.env),
             r.origin,
         ]
@@ -67,4 +70,13 @@ def run_check(args: argparse.Namespace) -> int:
         )
     for reason in config.skipped:
         print(f"skipped: {reason}")
+    for spec in config.sriov:
+        bind = f", bind {spec.bind}" if spec.bind else ""
+        print(f"sriov: {spec.pf}: {spec.num_vfs} VFs{bind}")
+    if config.mediated_devices is not None:
+        mdevs = config.mediated_devices
+        print(
+            f"mediated devices: {', '.join(mdevs.types) or '(none)'}; "
+            f"{len(mdevs.node_types)} node override(s)"
+        )
     return 0

@@ -17,23 +17,33 @@ from hostdev import __version__
 from hostdev.errors import HostdevError
 
 # Each module defines register(subparsers); the handler it sets returns the exit code.
-COMMAND_MODULES: tuple[str, ...] = (
-    # one line per module; keep sorted to make merges trivial
-    "hostdev.cli.bind",
-    "hostdev.cli.config",
-    "hostdev.cli.doctor",
-    "hostdev.cli.example",
-    "hostdev.cli.inventory",
-    "hostdev.cli.kubelet_cmds",
-    "hostdev.cli.mdev",
-    "hostdev.cli.render",
-    "hostdev.cli.serve",
-    "hostdev.cli.sriov",
-)
+# Command → the module that registers it. Only the module of the command being run is
+# imported (a full parser is built for --help and for unknown commands), so a command never
+# pays for the start-up cost of the others (grpc, pydantic, ...). Keep sorted.
+COMMANDS: dict[str, str] = {
+    "bind": "hostdev.cli.bind",
+    "config": "hostdev.cli.config",
+    "doctor": "hostdev.cli.doctor",
+    "example": "hostdev.cli.example",
+    "inspect": "hostdev.cli.kubelet_cmds",
+    "kubelet-sim": "hostdev.cli.kubelet_cmds",
+    "list": "hostdev.cli.inventory",
+    "mdev": "hostdev.cli.mdev",
+    "render": "hostdev.cli.render",
+    "restore": "hostdev.cli.bind",
+    "serve": "hostdev.cli.serve",
+    "sriov": "hostdev.cli.sriov",
+    "unbind": "hostdev.cli.bind",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every subcommand registered."""
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with the given command's module registered, or every module."""
     parser = argparse.ArgumentParser(
         prog="hostdev",
         description="Hand host PCI devices to VMs and containers through VFIO.",
@@ -41,15 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hostdev {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
+    module = COMMANDS.get(command or "")
+    modules = [module] if module else sorted(set(COMMANDS.values()))
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one hostdev command and return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_of(words)).parse_args(words)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -7,12 +7,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from hostdev import mdev, mdev_plan, nodelabels
-from hostdev.allocated import in_use_checker
 from hostdev.cli.common import add_host_flags, load_host
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.cli.writing import add_dry_run_flag, writer_for
@@ -20,6 +18,11 @@ from hostdev.errors import ConfigError
 from hostdev.host.model import Host
 from hostdev.host.writer import RecordingWriter
 from hostdev.kubelet.constants import POD_RESOURCES_SOCKET
+
+if TYPE_CHECKING:
+    from hostdev.mdev import InUse
+
+# The mdev modules (and grpc, ssl) load when a subcommand runs, so every command starts fast.
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ def register(subparsers: Any) -> None:
 
 def run_types(args: argparse.Namespace) -> int:
     """Print each parent's types: id, name, free instances, device API (wide: description)."""
+    from hostdev import mdev
+
     _, host = load_host(args)
     document = mdev.types_document(host)
     if args.output in ("json", "yaml"):
@@ -94,6 +99,8 @@ def run_types(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the existing mdevs."""
+    from hostdev import mdev
+
     _, host = load_host(args)
     document = mdev.mdevs_document(host)
     if args.output in ("json", "yaml"):
@@ -120,6 +127,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_create(args: argparse.Namespace) -> int:
     """Create one mdev; print its UUID."""
+    from hostdev import mdev
+
     fs, host = load_host(args)
     action = mdev.plan_create(host, args.parent, args.type, args.uuid)
     writer = writer_for(args)
@@ -133,6 +142,8 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Remove one mdev unless a pod holds it."""
+    from hostdev import mdev
+
     fs, host = load_host(args)
     action = mdev.plan_remove(host, args.uuid, _in_use(args))
     writer = writer_for(args)
@@ -144,8 +155,11 @@ def run_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_use(args: argparse.Namespace) -> mdev.InUse:
+def _in_use(args: argparse.Namespace) -> InUse:
     """The allocation check: PodResources when a socket is given or present, else none."""
+    from hostdev import mdev
+    from hostdev.allocated import in_use_checker
+
     socket = args.pod_resources_socket
     if socket is None and os.path.exists(POD_RESOURCES_SOCKET):
         socket = POD_RESOURCES_SOCKET
@@ -161,6 +175,8 @@ def _in_use(args: argparse.Namespace) -> mdev.InUse:
 
 def run_apply(args: argparse.Namespace) -> int:
     """Bring this node's mdevs to the config; exit 1 when something could not be done."""
+    from hostdev import mdev, mdev_plan
+
     config = mdev_plan.parse_mdev_config(_read_yaml(args.config), args.config)
     labels = _labels(args)
     wanted = mdev_plan.desired_types(config, labels)
@@ -180,7 +196,9 @@ def run_apply(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
-def _apply_dry_run(host: Host, wanted: tuple[str, ...], in_use: mdev.InUse) -> int:
+def _apply_dry_run(host: Host, wanted: tuple[str, ...], in_use: InUse) -> int:
+    from hostdev import mdev, mdev_plan
+
     plan = mdev_plan.plan_mdevs(host, wanted, in_use)
     for card, type_id in sorted(plan.assignments.items()):
         print(f"{card}: {type_id}")
@@ -194,6 +212,8 @@ def _apply_dry_run(host: Host, wanted: tuple[str, ...], in_use: mdev.InUse) -> i
 
 
 def _labels(args: argparse.Namespace) -> dict[str, str]:
+    from hostdev import nodelabels
+
     labels = nodelabels.node_labels(args.node_labels, os.environ)
     if labels is None:
         print(

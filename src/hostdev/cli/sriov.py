@@ -6,17 +6,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hostdev import sriov
-from hostdev.binding.execute import BindOptions, DeviceResult, bind_devices
-from hostdev.binding.state import DEFAULT_STATE_FILE
 from hostdev.cli.common import add_host_flags, load_host
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.cli.writing import add_dry_run_flag, writer_for
 from hostdev.host.model import VFIO_PCI
-from hostdev.host.scan import scan_host
 from hostdev.host.writer import RecordingWriter
+
+if TYPE_CHECKING:
+    from hostdev.binding.execute import DeviceResult
+    from hostdev.sriov import SriovAction, VfProgress
+
+# Planning and binding modules load when a subcommand runs, so every hostdev command starts fast.
 
 
 def register(subparsers: Any) -> None:
@@ -44,9 +46,11 @@ def register(subparsers: Any) -> None:
         help="bind the VFs to this driver afterwards (vfio-pci)",
     )
     setter.add_argument(
-        "--no-autoprobe",
-        action="store_true",
-        help="set sriov_drivers_autoprobe=0 so new VFs get no host driver",
+        "--autoprobe",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set sriov_drivers_autoprobe first: --no-autoprobe leaves new VFs without a "
+        "host driver (default: leave it as it is)",
     )
     setter.add_argument(
         "--timeout",
@@ -58,9 +62,11 @@ def register(subparsers: Any) -> None:
     setter.add_argument(
         "--state-file",
         type=Path,
-        default=Path(os.environ.get("HOSTDEV_STATE_FILE", DEFAULT_STATE_FILE)),
-        help=f"where --bind records the VFs' original drivers for `hostdev restore` "
-        f"(default {DEFAULT_STATE_FILE}; env HOSTDEV_STATE_FILE)",
+        default=Path(os.environ["HOSTDEV_STATE_FILE"])
+        if "HOSTDEV_STATE_FILE" in os.environ
+        else None,
+        help="where --bind records the VFs' original drivers for `hostdev restore` "
+        "(default: the one `hostdev bind` uses; env HOSTDEV_STATE_FILE)",
     )
     add_dry_run_flag(setter)
     add_host_flags(setter)
@@ -79,6 +85,8 @@ def _count(text: str) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the PFs as a table (wide adds one row per VF), JSON or YAML."""
+    from hostdev import sriov
+
     fs, host = load_host(args)
     pfs = sriov.pf_infos(host, fs)
     if args.output in ("json", "yaml"):
@@ -125,9 +133,11 @@ def _yes_no(value: bool | None) -> str:
 
 def run_set(args: argparse.Namespace) -> int:
     """Plan, then write sriov_numvfs (0 first when needed), wait for the VFs, bind them."""
+    from hostdev import sriov
+
     fs, host = load_host(args)
     pf = sriov.resolve_pf(host, args.pf)
-    actions = sriov.plan_numvfs(pf, args.count, autoprobe=False if args.no_autoprobe else None)
+    actions = sriov.plan_numvfs(pf, args.count, autoprobe=args.autoprobe)
     writer = writer_for(args)
     name = f"{pf.address}" + (f" ({pf.netdevs[0]})" if pf.netdevs else "")
     if isinstance(writer, RecordingWriter):
@@ -147,12 +157,18 @@ def run_set(args: argparse.Namespace) -> int:
 
 def _bind_vfs(fs: Any, writer: Any, pf: Any, args: argparse.Namespace) -> bool:
     """Bind the PF's VFs with the binding engine (guards, state file, rollback)."""
+    from hostdev import sriov
+    from hostdev.binding.execute import BindOptions, bind_devices
+    from hostdev.binding.state import DEFAULT_STATE_FILE
+    from hostdev.host.scan import scan_host
+
     host = scan_host(fs)
     todo = [a.vf for a in sriov.plan_bind(host, pf, args.bind) if isinstance(a, sriov.BindVf)]
     if not todo:
         print(f"all VFs already on {args.bind}")
         return True
-    options = BindOptions(state_file=args.state_file, progress=_bind_progress)
+    state_file = args.state_file or DEFAULT_STATE_FILE
+    options = BindOptions(state_file=state_file, progress=_bind_progress)
     result = bind_devices(fs, writer, todo, options)
     failed = [d for d in result.devices if not result.ok and d.reason]
     for device in failed:
@@ -173,15 +189,17 @@ def _bind_progress(item: DeviceResult, index: int, total: int) -> None:
 
 def autoprobe_on(pf: Any, args: argparse.Namespace) -> bool:
     """Whether new VFs will get a host driver on their own (so drivers are waited for)."""
-    if args.no_autoprobe:
-        return False
+    if args.autoprobe is not None:
+        return bool(args.autoprobe)
     return pf.sriov is not None and pf.sriov.drivers_autoprobe is not False
 
 
 def _wait(fs: Any, pf: Any, count: int, args: argparse.Namespace, drivers: bool) -> None:
+    from hostdev import sriov
+
     waiter = sriov.Waiter(timeout=args.timeout, settle=args.settle)
 
-    def show(progress: sriov.VfProgress) -> None:
+    def show(progress: VfProgress) -> None:
         print(
             f"  VFs {progress.present}/{progress.wanted} present, {progress.bound} with a driver",
             file=sys.stderr,
@@ -192,8 +210,10 @@ def _wait(fs: Any, pf: Any, count: int, args: argparse.Namespace, drivers: bool)
 
 
 def _dry_run(
-    fs: Any, writer: RecordingWriter, actions: list[sriov.SriovAction], args: argparse.Namespace
+    fs: Any, writer: RecordingWriter, actions: list[SriovAction], args: argparse.Namespace
 ) -> int:
+    from hostdev import sriov
+
     sriov.execute(fs, writer, actions)
     for path, value in writer.writes:
         print(f"would write {value!r} to {path}")

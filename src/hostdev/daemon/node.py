@@ -57,6 +57,7 @@ class Node:
         self.scanner = scanner
         self.binder = binder or Binder(fs)
         self.reconciler = reconciler
+        self._published_generation = -1
         self.registrars: dict[str, Registrar] = {}
         self._table: DeviceTable | None = None
         self._watch = KubeletWatch(plugin_dir, kubelet_socket)
@@ -150,7 +151,10 @@ class Node:
 
     def _on_reconciled(self) -> None:
         assert self.reconciler is not None
-        self.table.set_in_use(self.reconciler.ledger.holdings)
+        ledger = self.reconciler.ledger
+        if ledger.generation != self._published_generation:  # else nothing to publish
+            self._published_generation = ledger.generation
+            self.table.set_in_use(ledger.holdings)
 
     def _on_registered(self, name: str) -> None:
         self._registered.add(name)

@@ -2,8 +2,9 @@
 the config declares are created before devices are selected, so the first ListAndWatch
 already lists them. Failures are logged and returned; serving goes on with what exists.
 
-After a rescan the daemon may call `hostdev.sriov_apply.reconcile_sriov(host, config.sriov)`
-(pure) and run its actions when a PF's count was reset (a PF driver reload drops its VFs).
+After a rescan the daemon calls `reapply_sriov(fs, writer, host, config)` (in a worker thread:
+it may wait for VFs): a cheap pure check on the new snapshot, and the writes only when a PF's
+count or its VFs' driver drifted (a PF driver reload drops its VFs).
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hostdev import mdev, sriov
 from hostdev.allocated import allocated_ids
 from hostdev.config.model import Config
 from hostdev.errors import HostdevError
 from hostdev.host.fs import HostFS
+from hostdev.host.model import Host
 from hostdev.host.writer import HostWriter
 from hostdev.mdev_plan import apply_mdevs, desired_types
 from hostdev.nodelabels import node_labels
-from hostdev.sriov_apply import apply_sriov
+from hostdev.sriov_apply import apply_sriov, reconcile_sriov
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,24 @@ def provision(
     for problem in report.problems:
         log.warning("%s", problem)
     return report
+
+
+def reapply_sriov(
+    fs: HostFS,
+    writer: HostWriter,
+    host: Host,
+    config: Config,
+    *,
+    in_use: frozenset[str] = frozenset(),
+    waiter: sriov.Waiter | None = None,
+) -> ProvisionReport | None:
+    """After a rescan: re-create reset VFs and re-bind drifted ones; None when nothing to do."""
+    held = frozenset(in_use)
+    actions = reconcile_sriov(host, config.sriov, lambda a: str(a) in held)
+    if not any(not isinstance(a, sriov.Problem) for a in actions):
+        return None
+    only_sriov = replace(config, mediated_devices=None)
+    return provision(fs, writer, only_sriov, in_use=held, waiter=waiter)
 
 
 def start_facts(

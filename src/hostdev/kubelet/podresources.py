@@ -163,7 +163,8 @@ class Reconciler:
         for pending in self.ledger.reconcile(listed, started):
             if not any(i in listed for i in pending.device_ids):
                 log.info(
-                    "allocation #%d (%s) never appeared in PodResources: released",
+                    "allocation #%d (%s) not seen in PodResources within the grace: released "
+                    "(pod deleted or never admitted)",
                     pending.holder.allocation,
                     ",".join(pending.device_ids),
                 )

@@ -120,6 +120,7 @@ class DeviceTable:
         self.config = config
         self.host = host
         self.policy: AvailabilityPolicy = policy or NoAccounting()
+        self._publish_scheduled = False
         self._health: dict[str, str] = {}
         self._in_use: frozenset[str] = frozenset()
         self._resources: dict[str, Resource] = {}
@@ -206,7 +207,7 @@ class DeviceTable:
         except AllocationError:
             self.republish(name)
             raise
-        self._publish_all()  # what the claim blocked (group siblings, PF/VF) turns Unhealthy
+        self._publish_soon()  # what the claim blocked (group siblings, PF/VF) turns Unhealthy
         return tuple(tuple(snapshot.by_id[i].device for i in request) for request in requests)
 
     def close(self) -> None:
@@ -237,6 +238,22 @@ class DeviceTable:
         self._publish_all()
         added = tuple(n for n in self._resources if n not in before)
         return ResourceChanges(added, removed)
+
+    def _publish_soon(self) -> None:
+        """Publish once the current callback is done (Allocate answers first); merges repeats."""
+        if self._publish_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._publish_all()
+            return
+        self._publish_scheduled = True
+        loop.call_soon(self._deferred_publish)
+
+    def _deferred_publish(self) -> None:
+        self._publish_scheduled = False
+        self._publish_all()
 
     def _publish_all(self, force: set[str] | None = None) -> None:
         resources = tuple(self._resources.values())
@@ -276,6 +293,10 @@ class DeviceTable:
         if old is None:
             healthy = sum(v.healthy for v in views)
             log.info("resource %s: %d device(s), %d healthy", name, len(views), healthy)
+            for view in (v for v in views if not v.healthy):  # e.g. group not viable: why
+                log.info(
+                    "resource %s: device %s is unhealthy (%s)", name, view.device.id, view.problem
+                )
             return
         for view in views:
             before = old.by_id.get(view.device.id)

@@ -1,0 +1,1 @@
+"""Tests that run inside the real-kernel QEMU guest (make test-realkernel)."""

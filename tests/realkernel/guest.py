@@ -1,0 +1,260 @@
+"""Helpers for the tests that run in the real-kernel guest: the CLI, lspci, sysfs and VFIO.
+
+The parsers here are pure functions (tested on any machine by test_helpers.py); the rest talks
+to the guest's real /sys and /dev and is only called from tests marked `guest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SYS_PCI = Path("/sys/bus/pci")
+IOMMU_GROUPS = Path("/sys/kernel/iommu_groups")
+HOSTDEV = (sys.executable, "-m", "hostdev.cli.main")
+VFIO_GROUP_GET_STATUS = 0x3B67  # _IO(';', 100 + 3)
+VFIO_GROUP_FLAGS_VIABLE = 1
+
+# The reference topology built by harness/run-in-guest (docs/realkernel.md).
+SHARED_GROUP = 13
+SHARED_BRIDGE = "0000:04:00.0"
+E1000 = "0000:05:01.0"
+RTL8139 = "0000:05:02.0"
+NVME_PF = "0000:06:00.0"
+E1000E = ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0")
+# Never touch these: the guest's root file system and its I/O share are on them.
+PLUMBING = ("0000:00:01.0", "0000:00:02.0")
+
+LSPCI_LINE = re.compile(
+    r"^(?P<address>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) .*?"
+    r"\[(?P<class4>[0-9a-f]{4})\]: .*"
+    r"\[(?P<vendor>[0-9a-f]{4}):(?P<device>[0-9a-f]{4})\]"
+)
+
+
+@dataclass(frozen=True)
+class LspciDevice:
+    """One device as `lspci -Dnnk` shows it."""
+
+    address: str
+    class4: str
+    vendor: str
+    device: str
+    driver: str | None
+
+
+def parse_lspci(text: str) -> dict[str, LspciDevice]:
+    """Parse `lspci -Dnnk` output into devices keyed by full address."""
+    found: dict[str, LspciDevice] = {}
+    current: re.Match[str] | None = None
+    driver: str | None = None
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("\t"):
+            key, _, value = line.strip().partition(": ")
+            if key == "Kernel driver in use":
+                driver = value.strip()
+            continue
+        if current is not None:
+            found[current["address"]] = LspciDevice(
+                current["address"], current["class4"], current["vendor"], current["device"], driver
+            )
+        current, driver = LSPCI_LINE.match(line), None
+        if line and current is None:
+            raise ValueError(f"unexpected lspci line: {line!r}")
+    return found
+
+
+def hex_id(value: object) -> str:
+    """'0x8086', '8086' or 0x8086 as the lower-case hex digits lspci prints."""
+    if isinstance(value, int):
+        return f"{value:04x}"
+    text = str(value).lower()
+    return text[2:] if text.startswith("0x") else text
+
+
+def parse_node_resources(text: str) -> dict[str, dict[str, int]]:
+    """The last Capacity and Allocatable blocks of `kubectl describe node`-style output."""
+    blocks: dict[str, dict[str, int]] = {}
+    section: dict[str, int] | None = None
+    for line in text.splitlines():
+        header = line.strip().rstrip(":")
+        if line.strip().endswith(":") and header in ("Capacity", "Allocatable"):
+            section = blocks[header] = {}
+        elif section is not None and re.match(r"^\s+\S+:\s+\d+\s*$", line):
+            name, _, count = line.strip().partition(":")
+            section[name] = int(count)
+        else:
+            section = None
+    return blocks
+
+
+# ----------------------------------------------------------------- the CLI
+
+
+def hostdev(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `hostdev ARGS...` as a subprocess, as a user would."""
+    return subprocess.run(
+        [*HOSTDEV, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def hostdev_json(*args: str) -> Any:
+    """Run `hostdev ARGS... -o json` and decode its output (the exit status is not checked)."""
+    result = hostdev(*args, "-o", "json")
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError as err:
+        raise AssertionError(f"not JSON (rc={result.returncode}): {result.stderr}") from err
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The subcommands this checkout's CLI offers, with their parsers."""
+    from hostdev.cli.main import build_parser
+
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def subcommands() -> set[str]:
+    """The names of the subcommands this checkout's CLI offers."""
+    return set(subcommand_parsers())
+
+
+def require(*names: str) -> None:
+    """Skip the calling test unless every named subcommand exists yet."""
+    missing = sorted(set(names) - subcommands())
+    if missing:
+        pytest.skip(f"hostdev {' / '.join(missing)} not available")
+
+
+def require_flag(name: str, flag: str, feature: str) -> None:
+    """Skip the calling test unless `hostdev NAME` accepts FLAG (the sign that FEATURE landed)."""
+    parser = subcommand_parsers().get(name)
+    if parser is None or flag not in parser._option_string_actions:
+        pytest.skip(f"{feature} not available (hostdev {name} has no {flag})")
+
+
+# ----------------------------------------------------------------- sysfs and VFIO
+
+
+def driver_of(address: str) -> str | None:
+    """The driver bound to a device, None when it has none."""
+    link = SYS_PCI / "devices" / address / "driver"
+    return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+
+def sysfs_groups() -> dict[str, int]:
+    """Every device address mapped to its IOMMU group, read from /sys/kernel/iommu_groups."""
+    return {
+        member.name: int(group.name)
+        for group in IOMMU_GROUPS.iterdir()
+        for member in (group / "devices").iterdir()
+    }
+
+
+def group_viable(group: int) -> bool:
+    """VFIO_GROUP_GET_STATUS on /dev/vfio/GROUP: is the group viable for a VM?"""
+    fd = os.open(f"/dev/vfio/{group}", os.O_RDWR)
+    try:
+        status = bytearray(struct.pack("II", 8, 0))
+        fcntl.ioctl(fd, VFIO_GROUP_GET_STATUS, status)
+    finally:
+        os.close(fd)
+    _argsz, flags = struct.unpack("II", status)
+    return bool(flags & VFIO_GROUP_FLAGS_VIABLE)
+
+
+def write_sysfs(path: Path, value: str) -> None:
+    """One write to a sysfs attribute, as `echo value > path` does."""
+    with open(path, "w") as attribute:
+        attribute.write(value)
+
+
+def bind_raw(address: str, driver: str) -> None:
+    """Move a device to DRIVER with driver_override + unbind + drivers_probe (test set-up)."""
+    device = SYS_PCI / "devices" / address
+    write_sysfs(device / "driver_override", driver)
+    if driver_of(address) not in (None, driver):
+        write_sysfs(device / "driver" / "unbind", address)
+    write_sysfs(SYS_PCI / "drivers_probe", address)
+
+
+def unbind_raw(address: str) -> None:
+    """Leave a device without any driver."""
+    if driver_of(address) is not None:
+        write_sysfs(SYS_PCI / "devices" / address / "driver" / "unbind", address)
+
+
+def snapshot_drivers() -> dict[str, str | None]:
+    """The driver of every PCI device now."""
+    return {entry.name: driver_of(entry.name) for entry in (SYS_PCI / "devices").iterdir()}
+
+
+def restore_drivers(saved: Mapping[str, str | None]) -> None:
+    """Put the guest back as `saved` found it: devices, VFs and drivers (test tear-down)."""
+    devices = SYS_PCI / "devices"
+    if any(not (devices / address).exists() for address in saved):
+        write_sysfs(SYS_PCI / "rescan", "1")
+    for address in sorted(set(os.listdir(devices)) - set(saved)):
+        pf = devices / address / "physfn"
+        if pf.exists():  # a VF the test created: drop all VFs of its PF
+            write_sysfs(pf / "sriov_numvfs", "0")
+    for address, driver in saved.items():
+        device = devices / address
+        if address in PLUMBING or not device.exists():
+            continue
+        if (device / "driver_override").read_text().strip() != "(null)":
+            write_sysfs(device / "driver_override", "\n")
+        if driver_of(address) != driver:
+            unbind_raw(address)
+            if driver is not None:
+                write_sysfs(SYS_PCI / "drivers_probe", address)
+
+
+def wait_for(condition: Any, timeout: float, interval: float = 0.02) -> float | None:
+    """Poll condition() until true; the seconds it took, or None on timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(interval)
+    return None
+
+
+# ----------------------------------------------------------------- figures
+
+
+@contextmanager
+def timed(name: str) -> Iterator[None]:
+    """Record how long the block took as figure NAME (seconds)."""
+    start = time.monotonic()
+    yield
+    record_figure(name, round(time.monotonic() - start, 3))
+
+
+def record_figure(name: str, value: object) -> None:
+    """Keep one measured figure; the harness copies them to the host (figures.json)."""
+    print(f"figure: {name} = {value}")
+    out = os.environ.get("HOSTDEV_REALKERNEL_OUT")
+    if not out:
+        return
+    path = Path(out) / "figures.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[name] = value
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")

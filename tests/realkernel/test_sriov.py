@@ -1,0 +1,41 @@
+"""`hostdev sriov set` on the emulated NVMe PF: real VFs, their own IOMMU groups, ENOENT."""
+
+from __future__ import annotations
+
+import pytest
+
+from .guest import NVME_PF, SYS_PCI, hostdev, require, sysfs_groups, unbind_raw
+
+pytestmark = pytest.mark.guest
+
+
+def virtual_functions() -> list[str]:
+    """Addresses of the PF's VFs, as its virtfnN links name them."""
+    pf = SYS_PCI / "devices" / NVME_PF
+    return sorted(link.resolve().name for link in pf.glob("virtfn*"))
+
+
+def test_sriov_set_creates_vfs_in_their_own_groups_and_removes_them() -> None:
+    require("sriov")
+    created = hostdev("sriov", "set", NVME_PF, "3")
+    assert created.returncode == 0, created.stderr
+    vfs = virtual_functions()
+    assert len(vfs) == 3
+    groups = sysfs_groups()
+    vf_groups = {groups[vf] for vf in vfs}
+    assert len(vf_groups) == 3 and groups[NVME_PF] not in vf_groups
+    assert all(list(groups.values()).count(group) == 1 for group in vf_groups)
+
+    removed = hostdev("sriov", "set", NVME_PF, "0")
+    assert removed.returncode == 0, removed.stderr
+    assert virtual_functions() == []
+    assert not set(vfs) & set(sysfs_groups())
+
+
+def test_sriov_set_on_a_pf_without_driver_says_so() -> None:
+    require("sriov")
+    unbind_raw(NVME_PF)
+    result = hostdev("sriov", "set", NVME_PF, "3")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "no driver" in result.stderr.lower() + result.stdout.lower()
+    assert virtual_functions() == []
