@@ -203,6 +203,18 @@ class FakeHost:
         self._link(f"sys/class/net/{ifname}", f"../../{rel}/net/{ifname}")
         return self
 
+    def set_aer_fatal(self, address: str, counts: dict[str, int]) -> FakeHost:
+        """Write aer_dev_fatal as the kernel shows it: "<kind> <n>" lines, then the total."""
+        kinds = ("Undefined", "Data Link Protocol", "Surprise Down Error", "Poisoned TLP",
+                 "Flow Control Protocol", "Completion Timeout", "Completer Abort",
+                 "Unexpected Completion", "Receiver Overflow", "Malformed TLP", "ECRC",
+                 "Unsupported Request", "ACS Violation", "Uncorrectable Internal Error",
+                 "MC Blocked TLP", "AtomicOp Egress Blocked", "TLP Prefix Blocked Error")
+        lines = [f"{kind} {counts.get(kind, 0)}" for kind in kinds]
+        lines.append(f"TOTAL_ERR_FATAL {sum(counts.values())}")
+        self._put(f"sys/{self._func(address).path}/aer_dev_fatal", "\n".join(lines))
+        return self
+
     def add_bridge(self, address: str, *, vendor: str = "1b36", device: str = "000c",
                    class_code: str = "060400", driver: str | None = "pcieport",
                    iommu_group: int | None = None, parent: str | None = None) -> FakeHost:
