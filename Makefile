@@ -19,7 +19,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m hostdev.demo
 
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck check-protos unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -30,6 +30,14 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# Regenerate the committed gRPC modules from src/hostdev/kubelet/api/protos/*.proto.
+protos: $(STAMP)
+	$(BIN)/python -m hostdev.kubelet.protogen
+
+# Fails when the committed generated code differs from a fresh generation.
+check-protos: $(STAMP)
+	$(BIN)/python -m hostdev.kubelet.protogen --check
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
