@@ -14,14 +14,26 @@ from hostdev.host.scan import scan_host
 def add_host_flags(parser: argparse.ArgumentParser) -> None:
     """--sysfs-root, --dev-root, --proc-root and --host-root (env HOSTDEV_*_ROOT)."""
     group = parser.add_argument_group("host")
-    group.add_argument("--sysfs-root", default=os.environ.get("HOSTDEV_SYSFS_ROOT"),
-                       help="sysfs root (default /sys; env HOSTDEV_SYSFS_ROOT)")
-    group.add_argument("--dev-root", default=os.environ.get("HOSTDEV_DEV_ROOT"),
-                       help="/dev root (default /dev; env HOSTDEV_DEV_ROOT)")
-    group.add_argument("--proc-root", default=os.environ.get("HOSTDEV_PROC_ROOT"),
-                       help="/proc root (default /proc; env HOSTDEV_PROC_ROOT)")
-    group.add_argument("--host-root", default=os.environ.get("HOSTDEV_HOST_ROOT"),
-                       help="a directory holding sys/, dev/ and proc/ (an example host)")
+    group.add_argument(
+        "--sysfs-root",
+        default=os.environ.get("HOSTDEV_SYSFS_ROOT"),
+        help="sysfs root (default /sys; env HOSTDEV_SYSFS_ROOT)",
+    )
+    group.add_argument(
+        "--dev-root",
+        default=os.environ.get("HOSTDEV_DEV_ROOT"),
+        help="/dev root (default /dev; env HOSTDEV_DEV_ROOT)",
+    )
+    group.add_argument(
+        "--proc-root",
+        default=os.environ.get("HOSTDEV_PROC_ROOT"),
+        help="/proc root (default /proc; env HOSTDEV_PROC_ROOT)",
+    )
+    group.add_argument(
+        "--host-root",
+        default=os.environ.get("HOSTDEV_HOST_ROOT"),
+        help="a directory holding sys/, dev/ and proc/ (an example host)",
+    )
 
 
 def host_fs(args: argparse.Namespace) -> HostFS:

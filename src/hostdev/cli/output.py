@@ -33,8 +33,9 @@ def dump(data: Any, fmt: str, stream: TextIO | None = None) -> None:
         yaml.safe_dump(data, out, sort_keys=False, default_flow_style=False)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], stream: TextIO | None = None
-          ) -> None:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], stream: TextIO | None = None
+) -> None:
     """Write rows as aligned columns under upper-case headers, kubectl style."""
     out = stream or sys.stdout
     widths = [len(h) for h in headers]

@@ -98,8 +98,9 @@ def _scan_device(address: PciAddress, target: str | None, fd: int, group: int | 
         raise _Skip("vanished during the scan")
     uevent = _parse_uevent(read_text("uevent", fd))
     vendor, device = _ids(uevent.get("PCI_ID"), fd, "vendor", "device")
-    sub_vendor, sub_device = _ids(uevent.get("PCI_SUBSYS_ID"), fd, "subsystem_vendor",
-                                  "subsystem_device", required=False)
+    sub_vendor, sub_device = _ids(
+        uevent.get("PCI_SUBSYS_ID"), fd, "subsystem_vendor", "subsystem_device", required=False
+    )
     problems: list[str] = []
     numa = _numa_node(read_text("numa_node", fd) if "numa_node" in entries else None, problems)
     return PciDevice(
@@ -111,8 +112,9 @@ def _scan_device(address: PciAddress, target: str | None, fd: int, group: int | 
         class_code=_class_code(uevent.get("PCI_CLASS"), fd),
         revision=_hex_value(read_text("revision", fd), 2) or "00",
         driver=uevent.get("DRIVER") or link_name("driver", fd),
-        driver_override=_override(read_text("driver_override", fd)
-                                  if "driver_override" in entries else None),
+        driver_override=_override(
+            read_text("driver_override", fd) if "driver_override" in entries else None
+        ),
         iommu_group=group,
         numa_node=numa,
         pci_path=_pci_path(target),
@@ -136,8 +138,9 @@ def _parse_uevent(text: str | None) -> dict[str, str]:
     return fields
 
 
-def _ids(pair: str | None, fd: int, first: str, second: str, *, required: bool = True
-         ) -> tuple[str, str]:
+def _ids(
+    pair: str | None, fd: int, first: str, second: str, *, required: bool = True
+) -> tuple[str, str]:
     """Two hex IDs from a uevent "VVVV:DDDD" pair, else from the two attribute files."""
     if pair is not None:
         left, _, right = pair.lower().partition(":")
@@ -153,7 +156,7 @@ def _ids(pair: str | None, fd: int, first: str, second: str, *, required: bool =
 
 
 def _hex_value(text: str | None, width: int) -> str | None:
-    """"0x10de" → "10de"; None for garbage or a value wider than width digits."""
+    """ "0x10de" → "10de"; None for garbage or a value wider than width digits."""
     if text is None:
         return None
     value = text.strip().lower().removeprefix("0x")
@@ -240,13 +243,15 @@ def _mdev_types(fd: int) -> tuple[MdevType, ...]:
     types = []
     for type_id in sorted(list_dir("mdev_supported_types", fd)):
         base = f"mdev_supported_types/{type_id}/"
-        types.append(MdevType(
-            type_id=type_id,
-            name=read_text(base + "name", fd) or type_id,
-            available_instances=_int_or(read_text(base + "available_instances", fd), 0),
-            device_api=read_text(base + "device_api", fd) or "",
-            description=read_text(base + "description", fd) or "",
-        ))
+        types.append(
+            MdevType(
+                type_id=type_id,
+                name=read_text(base + "name", fd) or type_id,
+                available_instances=_int_or(read_text(base + "available_instances", fd), 0),
+                device_api=read_text(base + "device_api", fd) or "",
+                description=read_text(base + "description", fd) or "",
+            )
+        )
     return tuple(types)
 
 
@@ -261,8 +266,15 @@ def _scan_mdevs(fs: HostFS, devices: dict[PciAddress, PciDevice]) -> list[Mdev]:
             continue
         group = link_name(os.path.join(path, "iommu_group"))
         names = {t.type_id: t.name for t in devices[parent].mdev_types} if parent in devices else {}
-        mdevs.append(Mdev(uuid, type_id, names.get(type_id, type_id), parent,
-                          int(group) if group and group.isdigit() else None))
+        mdevs.append(
+            Mdev(
+                uuid,
+                type_id,
+                names.get(type_id, type_id),
+                parent,
+                int(group) if group and group.isdigit() else None,
+            )
+        )
     return mdevs
 
 

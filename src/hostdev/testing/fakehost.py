@@ -41,9 +41,19 @@ class FakeHost:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        for d in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/bus/mdev/devices",
-                  "sys/kernel/iommu_groups", "sys/module", "sys/class/iommu", "sys/class/net",
-                  "sys/class/mdev_bus", "sys/devices/virtual/iommu", "dev/vfio", "proc"):
+        for d in (
+            "sys/bus/pci/devices",
+            "sys/bus/pci/drivers",
+            "sys/bus/mdev/devices",
+            "sys/kernel/iommu_groups",
+            "sys/module",
+            "sys/class/iommu",
+            "sys/class/net",
+            "sys/class/mdev_bus",
+            "sys/devices/virtual/iommu",
+            "dev/vfio",
+            "proc",
+        ):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self._put("sys/bus/pci/drivers_probe", "")
         self._put("sys/bus/pci/rescan", "")
@@ -117,10 +127,20 @@ class FakeHost:
     def load_vfio(self, **vfio_pci_params: str) -> FakeHost:
         """Load vfio, vfio_iommu_type1 and vfio_pci the way `modprobe vfio-pci` does."""
         self.load_module("vfio", enable_unsafe_noiommu_mode="N")
-        self.load_module("vfio_iommu_type1", allow_unsafe_interrupts="N",
-                         disable_hugepages="N", dma_entry_limit="65535")
-        params = {"disable_denylist": "N", "disable_idle_d3": "N", "disable_vga": "N",
-                  "enable_sriov": "N", "nointxmask": "N", **vfio_pci_params}
+        self.load_module(
+            "vfio_iommu_type1",
+            allow_unsafe_interrupts="N",
+            disable_hugepages="N",
+            dma_entry_limit="65535",
+        )
+        params = {
+            "disable_denylist": "N",
+            "disable_idle_d3": "N",
+            "disable_vga": "N",
+            "enable_sriov": "N",
+            "nointxmask": "N",
+            **vfio_pci_params,
+        }
         self.load_module("vfio_pci", **params)
         self.add_driver(VFIO_PCI, module="vfio_pci")
         return self
@@ -156,18 +176,29 @@ class FakeHost:
         """Create one PCI function with every attribute file and link the kernel makes."""
         addr = str(PciAddress.parse(address))
         if _parent_dir is None:
-            _parent_dir = (self._func(parent).path if parent
-                           else f"devices/pci{addr[:-8]}:{addr[-7:-5]}")
+            _parent_dir = (
+                self._func(parent).path if parent else f"devices/pci{addr[:-8]}:{addr[-7:-5]}"
+            )
         rel = f"{_parent_dir}/{addr}"
         self.funcs[addr] = _Func(addr, rel, iommu_group)
         base = f"sys/{rel}"
         attrs = {
-            "vendor": f"0x{vendor}", "device": f"0x{device}",
-            "subsystem_vendor": f"0x{subsystem[0]}", "subsystem_device": f"0x{subsystem[1]}",
-            "class": f"0x{class_code}", "revision": f"0x{revision}",
-            "numa_node": str(numa_node), "driver_override": "(null)", "enable": "1",
-            "irq": "16", "local_cpulist": "0-1", "d3cold_allowed": "1", "reset": "",
-            "remove": "", "rescan": "", "config": "",
+            "vendor": f"0x{vendor}",
+            "device": f"0x{device}",
+            "subsystem_vendor": f"0x{subsystem[0]}",
+            "subsystem_device": f"0x{subsystem[1]}",
+            "class": f"0x{class_code}",
+            "revision": f"0x{revision}",
+            "numa_node": str(numa_node),
+            "driver_override": "(null)",
+            "enable": "1",
+            "irq": "16",
+            "local_cpulist": "0-1",
+            "d3cold_allowed": "1",
+            "reset": "",
+            "remove": "",
+            "rescan": "",
+            "config": "",
             "modalias": _modalias(vendor, device, subsystem, class_code),
         }
         for name, value in attrs.items():
@@ -205,30 +236,61 @@ class FakeHost:
 
     def set_aer_fatal(self, address: str, counts: dict[str, int]) -> FakeHost:
         """Write aer_dev_fatal as the kernel shows it: "<kind> <n>" lines, then the total."""
-        kinds = ("Undefined", "Data Link Protocol", "Surprise Down Error", "Poisoned TLP",
-                 "Flow Control Protocol", "Completion Timeout", "Completer Abort",
-                 "Unexpected Completion", "Receiver Overflow", "Malformed TLP", "ECRC",
-                 "Unsupported Request", "ACS Violation", "Uncorrectable Internal Error",
-                 "MC Blocked TLP", "AtomicOp Egress Blocked", "TLP Prefix Blocked Error")
+        kinds = (
+            "Undefined",
+            "Data Link Protocol",
+            "Surprise Down Error",
+            "Poisoned TLP",
+            "Flow Control Protocol",
+            "Completion Timeout",
+            "Completer Abort",
+            "Unexpected Completion",
+            "Receiver Overflow",
+            "Malformed TLP",
+            "ECRC",
+            "Unsupported Request",
+            "ACS Violation",
+            "Uncorrectable Internal Error",
+            "MC Blocked TLP",
+            "AtomicOp Egress Blocked",
+            "TLP Prefix Blocked Error",
+        )
         lines = [f"{kind} {counts.get(kind, 0)}" for kind in kinds]
         lines.append(f"TOTAL_ERR_FATAL {sum(counts.values())}")
         self._put(f"sys/{self._func(address).path}/aer_dev_fatal", "\n".join(lines))
         return self
 
-    def add_bridge(self, address: str, *, vendor: str = "1b36", device: str = "000c",
-                   class_code: str = "060400", driver: str | None = "pcieport",
-                   iommu_group: int | None = None, parent: str | None = None) -> FakeHost:
+    def add_bridge(
+        self,
+        address: str,
+        *,
+        vendor: str = "1b36",
+        device: str = "000c",
+        class_code: str = "060400",
+        driver: str | None = "pcieport",
+        iommu_group: int | None = None,
+        parent: str | None = None,
+    ) -> FakeHost:
         """A PCI bridge or root port (pcieport by default)."""
         if driver:
             self.add_driver(driver)
-        return self.add_device(address, vendor, device, class_code, driver=driver,
-                               iommu_group=iommu_group, parent=parent)
+        return self.add_device(
+            address,
+            vendor,
+            device,
+            class_code,
+            driver=driver,
+            iommu_group=iommu_group,
+            parent=parent,
+        )
 
     def write_uevent(self, address: str, driver: str | None) -> None:
         """Rewrite uevent the way the kernel shows it (DRIVER only when bound)."""
         base = f"sys/{self._func(address).path}"
-        attr = {n: (self.root / base / n).read_text().strip() for n in
-                ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")}
+        attr = {
+            n: (self.root / base / n).read_text().strip()
+            for n in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
+        }
         hexid = {k: v.removeprefix("0x") for k, v in attr.items()}
         lines = [f"DRIVER={driver}"] if driver else []
         lines += [
@@ -284,8 +346,11 @@ class FakeHost:
         shutil.rmtree(vdir, ignore_errors=True)
         if func.group is None:
             return
-        still = [f for f in self.funcs.values()
-                 if f.group == func.group and self.driver_of(f.address) == VFIO_PCI]
+        still = [
+            f
+            for f in self.funcs.values()
+            if f.group == func.group and self.driver_of(f.address) == VFIO_PCI
+        ]
         if not still:
             (self.root / f"dev/vfio/{func.group}").unlink(missing_ok=True)
 
@@ -295,8 +360,11 @@ class FakeHost:
         for vf in self.vfs_of(address):
             self.remove_device(vf)
         self.unbind(address)
-        for ifname in os.listdir(self.device_dir(address) / "net") if (
-                self.device_dir(address) / "net").exists() else ():
+        for ifname in (
+            os.listdir(self.device_dir(address) / "net")
+            if (self.device_dir(address) / "net").exists()
+            else ()
+        ):
             (self.root / "sys/class/net" / ifname).unlink(missing_ok=True)
         (self.root / "sys/bus/pci/devices" / address).unlink()
         if func.group is not None:
@@ -308,17 +376,34 @@ class FakeHost:
         del self.funcs[address]
 
     # -- SR-IOV ------------------------------------------------------------------------
-    def add_pf(self, address: str, vendor: str, device: str, class_code: str, *,
-               total_vfs: int, vf_device: str, num_vfs: int = 0, vf_driver: str | None = None,
-               first_vf_group: int | None = None, offset: int = 1, stride: int = 1,
-               **kwargs: object) -> FakeHost:
+    def add_pf(
+        self,
+        address: str,
+        vendor: str,
+        device: str,
+        class_code: str,
+        *,
+        total_vfs: int,
+        vf_device: str,
+        num_vfs: int = 0,
+        vf_driver: str | None = None,
+        first_vf_group: int | None = None,
+        offset: int = 1,
+        stride: int = 1,
+        **kwargs: object,
+    ) -> FakeHost:
         """A physical function with SR-IOV attributes, and num_vfs VFs created at once."""
         self.add_device(address, vendor, device, class_code, **kwargs)  # type: ignore[arg-type]
         base = f"sys/{self._func(address).path}"
-        for name, value in (("sriov_totalvfs", total_vfs), ("sriov_numvfs", 0),
-                            ("sriov_offset", offset), ("sriov_stride", stride),
-                            ("sriov_vf_device", vf_device), ("sriov_drivers_autoprobe", 1),
-                            ("sriov_vf_total_msix", 0)):
+        for name, value in (
+            ("sriov_totalvfs", total_vfs),
+            ("sriov_numvfs", 0),
+            ("sriov_offset", offset),
+            ("sriov_stride", stride),
+            ("sriov_vf_device", vf_device),
+            ("sriov_drivers_autoprobe", 1),
+            ("sriov_vf_total_msix", 0),
+        ):
             self._put(f"{base}/{name}", str(value))
         if num_vfs:
             self.create_vfs(address, num_vfs, driver=vf_driver, first_group=first_vf_group)
@@ -330,8 +415,9 @@ class FakeHost:
         links = sorted((int(n[6:]), n) for n in os.listdir(pdir) if n.startswith("virtfn"))
         return [os.readlink(pdir / n).rpartition("/")[2] for _, n in links]
 
-    def create_vfs(self, pf: str, count: int, *, driver: str | None = None,
-                   first_group: int | None = None) -> list[str]:
+    def create_vfs(
+        self, pf: str, count: int, *, driver: str | None = None, first_group: int | None = None
+    ) -> list[str]:
         """Create VFs the way the kernel does on `echo N > sriov_numvfs`."""
         pdir = self.device_dir(pf)
         pf_addr = PciAddress.parse(pf)
@@ -346,10 +432,21 @@ class FakeHost:
         created = []
         for index in range(count):
             routing = (pf_addr.slot << 3 | pf_addr.function) + offset + index * stride
-            vf = str(PciAddress(pf_addr.domain, pf_addr.bus + (routing >> 8),
-                                (routing >> 3) & 0x1F, routing & 7))
-            self.add_device(vf, vendor, vf_device, class_code, iommu_group=group + index,
-                            numa_node=numa, driver=driver, _parent_dir=parent_dir)
+            vf = str(
+                PciAddress(
+                    pf_addr.domain, pf_addr.bus + (routing >> 8), (routing >> 3) & 0x1F, routing & 7
+                )
+            )
+            self.add_device(
+                vf,
+                vendor,
+                vf_device,
+                class_code,
+                iommu_group=group + index,
+                numa_node=numa,
+                driver=driver,
+                _parent_dir=parent_dir,
+            )
             self._link(f"sys/{self._func(vf).path}/physfn", f"../{pf}")
             self._link(f"sys/{self._func(pf).path}/virtfn{index}", f"../{vf}")
             created.append(vf)
@@ -368,14 +465,26 @@ class FakeHost:
         return max(groups, default=-1) + 1
 
     # -- mediated devices --------------------------------------------------------------
-    def add_mdev_type(self, parent: str, type_id: str, name: str, *, available: int,
-                      device_api: str = "vfio-pci", description: str = "") -> FakeHost:
+    def add_mdev_type(
+        self,
+        parent: str,
+        type_id: str,
+        name: str,
+        *,
+        available: int,
+        device_api: str = "vfio-pci",
+        description: str = "",
+    ) -> FakeHost:
         """Offer an mdev type on a parent (mdev_supported_types/<type_id>/...)."""
         base = f"sys/{self._func(parent).path}"
         tdir = f"{base}/mdev_supported_types/{type_id}"
-        for fname, value in (("name", name), ("available_instances", str(available)),
-                             ("device_api", device_api), ("description", description),
-                             ("create", "")):
+        for fname, value in (
+            ("name", name),
+            ("available_instances", str(available)),
+            ("device_api", device_api),
+            ("description", description),
+            ("create", ""),
+        ):
             self._put(f"{tdir}/{fname}", value)
         (self.root / tdir / "devices").mkdir(exist_ok=True)
         self._link(f"sys/class/mdev_bus/{parent}", f"../../{self._func(parent).path}")
@@ -417,5 +526,7 @@ class FakeHost:
 
 def _modalias(vendor: str, device: str, subsystem: tuple[str, str], class_code: str) -> str:
     cls = class_code.upper()
-    return (f"pci:v0000{vendor.upper()}d0000{device.upper()}sv0000{subsystem[0].upper()}"
-            f"sd0000{subsystem[1].upper()}bc{cls[0:2]}sc{cls[2:4]}i{cls[4:6]}")
+    return (
+        f"pci:v0000{vendor.upper()}d0000{device.upper()}sv0000{subsystem[0].upper()}"
+        f"sd0000{subsystem[1].upper()}bc{cls[0:2]}sc{cls[2:4]}i{cls[4:6]}"
+    )

@@ -150,8 +150,14 @@ class FakeKernelWriter:
     def _vf_driver(self, pf: str) -> str | None:
         """The driver autoprobe would give new VFs: the PF driver's VF sibling when loaded."""
         pf_driver = self.host.driver_of(pf) or ""
-        candidates = {"igb": "igbvf", "ixgbe": "ixgbevf", "i40e": "iavf", "ice": "iavf",
-                      "nvme": "nvme", "mlx5_core": "mlx5_core"}
+        candidates = {
+            "igb": "igbvf",
+            "ixgbe": "ixgbevf",
+            "i40e": "iavf",
+            "ice": "iavf",
+            "nvme": "nvme",
+            "mlx5_core": "mlx5_core",
+        }
         vf_driver = candidates.get(pf_driver)
         drivers = self.host.root / "sys/bus/pci/drivers"
         return vf_driver if vf_driver and (drivers / vf_driver).is_dir() else None
@@ -159,8 +165,7 @@ class FakeKernelWriter:
     def _mdev_create(self, path: str, value: str, addr: str, groups: dict[str, str]) -> None:
         self._known(path, value, addr)
         tdir = self.host.device_dir(addr) / "mdev_supported_types" / groups["type"]
-        if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                            value):
+        if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value):
             raise _fail(path, value, errno.EINVAL)
         if (self.host.root / "sys/bus/mdev/devices" / value).exists():
             raise _fail(path, value, errno.EEXIST)

@@ -1,0 +1,87 @@
+"""`hostdev serve`: run the device plugin for this node until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from hostdev.cli.common import add_host_flags, host_fs
+from hostdev.config import DEFAULT_CONFIG, Config, load_config
+from hostdev.daemon.node import Node
+from hostdev.kubelet import constants
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the serve command."""
+    parser = subparsers.add_parser("serve", help="serve devices to the kubelet (device plugin)")
+    add_config_flags(parser)
+    add_host_flags(parser)
+    parser.add_argument(
+        "--plugin-dir",
+        default=constants.DEVICE_PLUGIN_DIR,
+        help=f"kubelet device plugin directory (default {constants.DEVICE_PLUGIN_DIR})",
+    )
+    parser.add_argument(
+        "--kubelet-socket",
+        default=None,
+        help="kubelet registration socket (default <plugin-dir>/kubelet.sock)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """--config and --kubevirt-entries, shared by serve and render."""
+    parser.add_argument(
+        "--config", metavar="FILE", help="config file (default: serve every vfio-pci device)"
+    )
+    parser.add_argument(
+        "--kubevirt-entries",
+        choices=("external", "all"),
+        default=None,
+        help="which permittedHostDevices entries to serve (default: only "
+        "externalResourceProvider: true)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config named by --config, or the serve-everything default."""
+    if not args.config:
+        return DEFAULT_CONFIG
+    return load_config(args.config, kubevirt_entries=args.kubevirt_entries)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, then serve until a signal arrives."""
+    config = config_from_args(args)
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    plugin_dir = Path(args.plugin_dir)
+    kubelet_socket = (
+        Path(args.kubelet_socket)
+        if args.kubelet_socket
+        else plugin_dir / constants.KUBELET_SOCKET_NAME
+    )
+    node = Node(host_fs(args), config, plugin_dir, kubelet_socket)
+    asyncio.run(serve(node))
+    return 0
+
+
+async def serve(node: Node) -> None:
+    """Start the node, wait for SIGTERM or SIGINT, stop it (removing our sockets)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        await stop.wait()
+        log.info("signal received: stopping")
+    finally:
+        await node.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

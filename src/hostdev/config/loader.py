@@ -1,0 +1,191 @@
+"""Loading a config file once into a frozen `Config`; every problem becomes one ConfigError
+naming the file, the field (as a path like `resources[0].selectors[1].address`) and the reason.
+
+Accepted shapes: a hostdev file (`resources:`, `permittedHostDevices:`, `kubevirtEntries:`), or
+a KubeVirt / HyperConverged CR whose `spec.configuration.permittedHostDevices` (KubeVirt) or
+`spec.permittedHostDevices` (HyperConverged) is read and everything else ignored.
+
+KubeVirt entries rule: hostdev serves only entries with `externalResourceProvider: true`;
+KubeVirt's own virt-handler serves the others, and registering them twice would make the two
+plugins replace each other at the kubelet. `kubevirtEntries: all` (or `--kubevirt-entries all`)
+serves every entry, for nodes where KubeVirt's device manager is not running.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from hostdev.config import patterns
+from hostdev.config.model import (
+    Config,
+    KubeVirtEntries,
+    ResourceKind,
+    ResourceOptions,
+    ResourceSpec,
+    Selector,
+)
+from hostdev.config.patterns import AddressMatcher
+from hostdev.config.schema import FileSchema, PermittedHostDevicesSchema, ResourceSchema
+from hostdev.errors import ConfigError
+
+log = logging.getLogger(__name__)
+_TYPE_TAG = re.compile(r"^(str|int|bool|float|dict\[.*\]|list\[.*\]|literal\[.*\])$", re.I)
+_CR_PATHS = (("spec", "configuration", "permittedHostDevices"), ("spec", "permittedHostDevices"))
+
+
+def load_config(path: str | Path, *, kubevirt_entries: KubeVirtEntries | None = None) -> Config:
+    """Read, validate and convert one config file (raises ConfigError)."""
+    file = str(path)
+    document = _read_yaml(file)
+    prefix, document = _unwrap_custom_resource(file, document)
+    try:
+        schema = FileSchema.model_validate(document)
+    except ValidationError as err:
+        raise _config_error(file, prefix, err) from None
+    entries = kubevirt_entries or schema.kubevirtEntries
+    resources = [_native(r, f"resources[{i}]") for i, r in enumerate(schema.resources)]
+    skipped: list[str] = []
+    if schema.permittedHostDevices is not None:
+        block_path = ".".join(prefix) or "permittedHostDevices"
+        kv, skipped = _kubevirt(schema.permittedHostDevices, block_path, entries)
+        resources.extend(kv)
+    _check_unique(file, resources)
+    for reason in skipped:
+        log.info("%s: %s", file, reason)
+    return Config(tuple(resources), source=file, skipped=tuple(skipped))
+
+
+def _read_yaml(file: str) -> Any:
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(file, "", f"cannot read the file: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "not UTF-8 text") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ConfigError(file, "", f"invalid YAML: {where}{problem}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(file, "", "expected a mapping at the top level")
+    return document
+
+
+def _unwrap_custom_resource(file: str, document: dict[str, Any]) -> tuple[tuple[str, ...], Any]:
+    """For a KubeVirt/HyperConverged CR, keep only its permittedHostDevices block."""
+    if "spec" not in document or not ({"kind", "apiVersion"} & document.keys()):
+        return (), document
+    for path in _CR_PATHS:
+        node: Any = document
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            return path, {"permittedHostDevices": node}
+    kind = document.get("kind", "custom resource")
+    raise ConfigError(
+        file,
+        "spec",
+        f"this {kind} has no spec.configuration.permittedHostDevices or spec.permittedHostDevices",
+    )
+
+
+def _config_error(file: str, prefix: tuple[str, ...], err: ValidationError) -> ConfigError:
+    first = err.errors()[0]
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p))]
+    if prefix and loc and loc[0] == "permittedHostDevices":
+        loc = [*prefix, *loc[1:]]
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        reason = "unknown key"
+    elif kind == "missing":
+        reason = "required"
+    else:
+        reason = str(first["msg"]).removeprefix("Value error, ")
+    return ConfigError(file, field, reason)
+
+
+def _native(schema: ResourceSchema, origin: str) -> ResourceSpec:
+    selectors = tuple(_selector(s) for s in schema.selectors)
+    kind: ResourceKind = "mdev" if any(s.mdev_name for s in selectors) else "pci"
+    excludes = tuple(e for text in schema.exclude for e in patterns.parse_exclusion(text))
+    options = ResourceOptions(tuple(dict.fromkeys(schema.env)), schema.bind, schema.reset)
+    return ResourceSpec(schema.name, kind, selectors, excludes, options, origin)
+
+
+def _selector(schema: Any) -> Selector:
+    address = schema.address
+    matcher: AddressMatcher | None = None
+    if isinstance(address, str):
+        matcher = patterns.parse_address_glob(address)
+    elif address is not None:
+        matcher = patterns.parse_address_regex(address)
+    pf_names = schema.pf_name if isinstance(schema.pf_name, list) else [schema.pf_name]
+    return Selector(
+        vendor=schema.vendor,
+        device=schema.device,
+        address=matcher,
+        class_prefix=schema.class_,
+        subsystem=schema.subsystem,
+        driver=schema.driver,
+        pf_names=tuple(patterns.parse_pf_name(p) for p in pf_names if p),
+        mdev_name=schema.mdev_name,
+    )
+
+
+def _kubevirt(
+    block: PermittedHostDevicesSchema, path: str, entries: KubeVirtEntries
+) -> tuple[list[ResourceSpec], list[str]]:
+    served: dict[tuple[str, str], ResourceSpec] = {}
+    skipped: list[str] = []
+    pci: list[tuple[Any, ResourceKind, Selector]] = [
+        (e, "pci", Selector(device=e.selector)) for e in block.pciHostDevices
+    ]
+    mdev: list[tuple[Any, ResourceKind, Selector]] = [
+        (e, "mdev", Selector(mdev_name=e.mdev_name_selector)) for e in block.mediatedDevices
+    ]
+    counters = {"pci": 0, "mdev": 0}
+    for entry, kind, selector in pci + mdev:
+        key = "pciHostDevices" if kind == "pci" else "mediatedDevices"
+        origin = f"{path}.{key}[{counters[kind]}]"
+        counters[kind] += 1
+        if not entry.external_resource_provider and entries == "external":
+            skipped.append(
+                f"{origin}: skipping {entry.resource_name}: KubeVirt serves it itself "
+                "(externalResourceProvider is not true; kubevirtEntries: all "
+                "overrides)"
+            )
+            continue
+        # KubeVirt lets several selectors feed one resourceName: merge them.
+        earlier = served.get((entry.resource_name, kind))
+        if earlier is not None:
+            served[(entry.resource_name, kind)] = replace(
+                earlier, selectors=(*earlier.selectors, selector)
+            )
+            continue
+        served[(entry.resource_name, kind)] = ResourceSpec(
+            entry.resource_name, kind, (selector,), origin=origin
+        )
+    if block.usb:
+        skipped.append(f"{path}.usb: USB devices are not served by hostdev")
+    return list(served.values()), skipped
+
+
+def _check_unique(file: str, resources: list[ResourceSpec]) -> None:
+    seen: dict[str, str] = {}
+    for spec in resources:
+        if spec.name in seen:
+            raise ConfigError(
+                file, spec.origin, f"resource {spec.name} is already defined at {seen[spec.name]}"
+            )
+        seen[spec.name] = spec.origin

@@ -1,0 +1,1 @@
+"""The long-running side of hostdev: the node daemon behind `hostdev serve`."""

@@ -1,0 +1,130 @@
+"""`Node`: the asyncio daemon behind `hostdev serve`. It owns the device table, one plugin
+server and registrar per resource, and the inotify watch on the plugin dir.
+
+Extension points: `rescan()` (a new host snapshot), `reload(config)` (a new config), both of
+which add and remove resources' servers as selection changes; `table` for health and in-use
+updates; `policy` and `preferred` for allocation accounting and preferred-allocation choices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from hostdev.config.model import Config
+from hostdev.host.fs import HostFS
+from hostdev.host.model import Host
+from hostdev.host.scan import scan_host
+from hostdev.kubelet.plugin import DevicePluginService, PluginServer
+from hostdev.kubelet.preferred import PreferredPolicy
+from hostdev.kubelet.registration import Backoff, KubeletWatch, Registrar
+from hostdev.kubelet.state import AvailabilityPolicy, DeviceTable, ResourceChanges
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """Serves the selected devices of one host to the kubelet until stopped."""
+
+    def __init__(
+        self,
+        fs: HostFS,
+        config: Config,
+        plugin_dir: Path,
+        kubelet_socket: Path,
+        *,
+        policy: AvailabilityPolicy | None = None,
+        preferred: PreferredPolicy | None = None,
+        backoff: Backoff | None = None,
+        scanner: Callable[[HostFS], Host] = scan_host,
+    ) -> None:
+        self.fs = fs
+        self.config = config
+        self.plugin_dir = plugin_dir
+        self.kubelet_socket = kubelet_socket
+        self.policy = policy
+        self.preferred = preferred
+        self.backoff = backoff
+        self.scanner = scanner
+        self.registrars: dict[str, Registrar] = {}
+        self._table: DeviceTable | None = None
+        self._watch = KubeletWatch(plugin_dir, kubelet_socket)
+        self._registered: set[str] = set()
+        self._all_registered = asyncio.Event()
+
+    @property
+    def table(self) -> DeviceTable:
+        """The device table (after start())."""
+        if self._table is None:
+            raise RuntimeError("Node.start() has not run")
+        return self._table
+
+    async def start(self) -> None:
+        """Scan, select, serve each resource on its socket and register it."""
+        self.plugin_dir.mkdir(parents=True, exist_ok=True)
+        self._table = DeviceTable(self.config, self.scanner(self.fs), self.policy)
+        self._watch.start()
+        names = self._table.resource_names()
+        if not names:
+            log.warning("no devices to serve (nothing selected on this host)")
+            self._all_registered.set()
+        for name in names:
+            await self._add(name)
+        log.info("serving %d resource(s) from %s", len(names), self.plugin_dir)
+
+    async def stop(self) -> None:
+        """Stop every server and remove our sockets."""
+        self._watch.stop()
+        for name in list(self.registrars):
+            await self._remove(name, quiet=True)
+        log.info("stopped; sockets removed from %s", self.plugin_dir)
+
+    async def rescan(self) -> ResourceChanges:
+        """Take a new host snapshot and follow its changes."""
+        changes = self.table.update_host(self.scanner(self.fs))
+        await self._apply(changes)
+        return changes
+
+    async def reload(self, config: Config) -> ResourceChanges:
+        """Switch to a new (already validated) config."""
+        self.config = config
+        changes = self.table.update_config(config)
+        await self._apply(changes)
+        log.info("config reloaded: %d resource(s)", len(self.registrars))
+        return changes
+
+    async def wait_registered(self) -> None:
+        """Return once every resource has registered at least once."""
+        await self._all_registered.wait()
+
+    async def _apply(self, changes: ResourceChanges) -> None:
+        for name in changes.removed:
+            await self._remove(name)
+        for name in changes.added:
+            await self._add(name)
+
+    async def _add(self, name: str) -> None:
+        service = DevicePluginService(self.table, name, self.preferred)
+        server = PluginServer(service, self.plugin_dir)
+        await server.start()
+        registrar = Registrar(server, self.kubelet_socket, self.backoff, self._on_registered)
+        self._watch.add(registrar)
+        self.registrars[name] = registrar
+        self._all_registered.clear()
+        registrar.start()
+
+    async def _remove(self, name: str, *, quiet: bool = False) -> None:
+        registrar = self.registrars.pop(name)
+        self._watch.remove(registrar)
+        await registrar.stop()
+        await registrar.server.stop()
+        self._registered.discard(name)
+        if not quiet:
+            log.info("%s: no longer served; socket removed", name)
+
+    def _on_registered(self, name: str) -> None:
+        self._registered.add(name)
+        if self._registered >= set(self.registrars):
+            self._all_registered.set()

@@ -1,0 +1,183 @@
+"""The DevicePlugin gRPC service (grpc.aio), one instance per resource, each on its own socket.
+
+Allocate is pure in-memory work (the kubelet waits on it with no deadline while every other pod
+on the node waits too): no sysfs writes, no subprocesses. It answers one
+ContainerAllocateResponse per container request, in order, each with only that container's
+devices, or fails the whole call with a clear gRPC error and a fresh ListAndWatch list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from hostdev.kubelet import constants
+from hostdev.kubelet.api import deviceplugin_pb2 as pb
+from hostdev.kubelet.api import deviceplugin_pb2_grpc as pb_grpc
+from hostdev.kubelet.envs import container_envs
+from hostdev.kubelet.preferred import NumaPolicy, PreferredPolicy
+from hostdev.kubelet.state import AllocationError, DeviceTable, ResourceSnapshot
+from hostdev.selection import Resource, ServedDevice
+
+log = logging.getLogger(__name__)
+VFIO_CONTAINER = "/dev/vfio/vfio"
+IOMMUFD = "/dev/iommu"
+PERMISSIONS = "mrw"
+
+
+def socket_name(resource_name: str) -> str:
+    """hostdev-<resource name with / and . turned into ->.sock."""
+    return "hostdev-" + resource_name.replace("/", "-").replace(".", "-") + ".sock"
+
+
+def list_response(snapshot: ResourceSnapshot) -> Any:
+    """The ListAndWatch message for a snapshot: every device, health and NUMA node."""
+    devices = []
+    for view in snapshot.views:
+        device = view.device
+        numa = device.numa_node
+        topology = (
+            pb.TopologyInfo(nodes=[pb.NUMANode(ID=numa)])
+            if numa is not None and numa >= 0
+            else None
+        )
+        health = constants.HEALTHY if view.healthy else constants.UNHEALTHY
+        devices.append(pb.Device(ID=device.id, health=health, topology=topology))
+    return pb.ListAndWatchResponse(devices=devices)
+
+
+def device_specs(devices: Sequence[ServedDevice], iommufd: bool) -> list[Any]:
+    """/dev/vfio/vfio and each group node; /dev/iommu and the vfio cdevs when iommufd exists."""
+    paths = [VFIO_CONTAINER]
+    for device in devices:
+        paths.append(f"/dev/vfio/{device.iommu_group}")
+    if iommufd and any(d.vfio_cdev for d in devices):
+        paths.append(IOMMUFD)
+        paths.extend(f"/dev/vfio/devices/{d.vfio_cdev}" for d in devices if d.vfio_cdev)
+    unique = dict.fromkeys(paths)
+    return [pb.DeviceSpec(container_path=p, host_path=p, permissions=PERMISSIONS) for p in unique]
+
+
+def container_response(resource: Resource, devices: Sequence[ServedDevice], iommufd: bool) -> Any:
+    """One container's answer: its device nodes and the env variables naming its devices."""
+    envs = container_envs(
+        resource.name, resource.kind, resource.options.env, [d.id for d in devices]
+    )
+    return pb.ContainerAllocateResponse(envs=envs, devices=device_specs(devices, iommufd))
+
+
+class DevicePluginService(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
+    """The kubelet-facing service of one resource, reading everything from the device table."""
+
+    def __init__(
+        self, table: DeviceTable, resource_name: str, preferred: PreferredPolicy | None = None
+    ) -> None:
+        self.table = table
+        self.resource_name = resource_name
+        self.preferred: PreferredPolicy = preferred or NumaPolicy()
+
+    def options(self) -> Any:
+        """Never None: the kubelet fails registration on a nil options message."""
+        snapshot = self.table.snapshot(self.resource_name)
+        reset = snapshot is not None and snapshot.resource.options.reset
+        return pb.DevicePluginOptions(
+            pre_start_required=reset, get_preferred_allocation_available=True
+        )
+
+    async def GetDevicePluginOptions(self, request: Any, context: Any) -> Any:
+        """The plugin's options."""
+        return self.options()
+
+    async def ListAndWatch(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        """The full device list now and after every change."""
+        log.debug("ListAndWatch opened for %s", self.resource_name)
+        async for snapshot in self.table.watch(self.resource_name):
+            yield list_response(snapshot)
+
+    async def GetPreferredAllocation(self, request: Any, context: Any) -> Any:
+        """The policy's choice for each container request."""
+        snapshot = self.table.snapshot(self.resource_name)
+        devices = {v.device.id: v.device for v in snapshot.views} if snapshot else {}
+        answers = []
+        for req in request.container_requests:
+            ids = self.preferred.choose(
+                devices,
+                list(req.available_deviceIDs),
+                list(req.must_include_deviceIDs),
+                req.allocation_size,
+            )
+            answers.append(pb.ContainerPreferredAllocationResponse(deviceIDs=ids))
+        return pb.PreferredAllocationResponse(container_responses=answers)
+
+    async def Allocate(self, request: Any, context: Any) -> Any:
+        """Device nodes and env for each container request, in order; all or nothing."""
+        requests = [list(r.devices_ids) for r in request.container_requests]
+        try:
+            claimed = self.table.claim(self.resource_name, requests)
+        except AllocationError as err:
+            code = (
+                grpc.StatusCode.INVALID_ARGUMENT
+                if err.code == "invalid"
+                else grpc.StatusCode.FAILED_PRECONDITION
+            )
+            log.warning("Allocate refused: %s", err)
+            await context.abort(code, str(err))
+            raise  # abort raises; this line only satisfies the type checker
+        snapshot = self.table.snapshot(self.resource_name)
+        assert snapshot is not None  # claim succeeded, so the resource is served
+        iommufd = self.table.host.iommufd
+        answers = [container_response(snapshot.resource, devices, iommufd) for devices in claimed]
+        for devices in claimed:
+            log.info("allocated %s: %s", self.resource_name, ",".join(d.id for d in devices))
+        return pb.AllocateResponse(container_responses=answers)
+
+    async def PreStartContainer(self, request: Any, context: Any) -> Any:
+        """Nothing to do yet (device reset hooks in here)."""
+        return pb.PreStartContainerResponse()
+
+
+class PluginServer:
+    """A grpc.aio server for one resource on <plugin_dir>/<socket_name>."""
+
+    def __init__(self, service: DevicePluginService, plugin_dir: Path) -> None:
+        self.service = service
+        self.endpoint = socket_name(service.resource_name)
+        self.socket_path = plugin_dir / self.endpoint
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on the socket (replacing a stale file)."""
+        self._unlink()
+        server = grpc.aio.server()
+        pb_grpc.add_DevicePluginServicer_to_server(self.service, server)
+        server.add_insecure_port(f"unix://{self.socket_path}")
+        await server.start()
+        self._server = server
+
+    async def stop(self, *, remove: bool = True) -> None:
+        """Stop serving; remove the socket file unless told otherwise."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace=None)
+        if remove:
+            self._unlink()
+
+    async def restart(self) -> None:
+        """Serve on a fresh socket (after the kubelet deleted ours)."""
+        await self.stop(remove=False)
+        await self.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the server is listening."""
+        return self._server is not None
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
