@@ -18,12 +18,13 @@ devices and only stops handing them out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hostdev.errors import BadInputError
 from hostdev.host.model import VFIO_PCI, Host, PciAddress
+from hostdev.selection import Resource
 
 HEALTHY = "Healthy"  # the only string the kubelet counts as healthy
 UNHEALTHY = "Unhealthy"
@@ -179,3 +180,24 @@ def _address_or_none(device_id: str) -> PciAddress | None:
         return PciAddress.parse(device_id)
     except BadInputError:
         return None
+
+
+def retain_vanished(
+    previous: Mapping[str, Resource], selected: Sequence[Resource], problems: Mapping[str, str]
+) -> tuple[Resource, ...]:
+    """Keep in each resource the devices it served before that no resource selects now and
+    that are judged unhealthy (removed, unbound): the kubelet then sees them Unhealthy. A
+    resource left with only such devices (the no-config naming) stays served for them."""
+    now = {d.id for r in selected for d in r.devices}
+    names = {r.name for r in selected}
+    empty = [replace(r, devices=()) for r in previous.values() if r.name not in names]
+    result = []
+    for resource in (*selected, *empty):
+        old = previous.get(resource.name)
+        kept = [d for d in old.devices if d.id not in now and d.id in problems] if old else []
+        if kept:
+            devices = sorted((*resource.devices, *kept), key=lambda d: (d.address, d.id))
+            resource = replace(resource, devices=tuple(devices))
+        if resource.devices or resource.name in names:
+            result.append(resource)
+    return tuple(result)

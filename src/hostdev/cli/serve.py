@@ -9,7 +9,9 @@ import signal
 from pathlib import Path
 
 from hostdev.cli.common import add_host_flags, host_fs
+from hostdev.cli.liveflags import add_live_flags, live_options, setup_logging
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
+from hostdev.daemon.live import LiveNode
 from hostdev.daemon.node import Node
 from hostdev.kubelet import constants
 
@@ -31,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="kubelet registration socket (default <plugin-dir>/kubelet.sock)",
     )
+    add_live_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -58,15 +61,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def run(args: argparse.Namespace) -> int:
     """Load the config, then serve until a signal arrives."""
     config = config_from_args(args)
-    if logging.getLogger().getEffectiveLevel() > logging.INFO:
-        logging.getLogger().setLevel(logging.INFO)
+    live = live_options(args)
+    setup_logging(args)
     plugin_dir = Path(args.plugin_dir)
     kubelet_socket = (
         Path(args.kubelet_socket)
         if args.kubelet_socket
         else plugin_dir / constants.KUBELET_SOCKET_NAME
     )
-    node = Node(host_fs(args), config, plugin_dir, kubelet_socket)
+    node = LiveNode(host_fs(args), config, plugin_dir, kubelet_socket, live=live)
     asyncio.run(serve(node))
     return 0
 

@@ -1,0 +1,235 @@
+"""`LiveNode`: the serving node, kept in step with the host and the config file while it runs.
+
+Events (kernel uevents, inotify on /dev/vfio, the backstop timer) poke a coalescer that runs
+one rescan per burst: scan the host, read the health signals (AER counters, /dev/vfio nodes),
+judge every served device (`hostdev.health`), then update the device table in one step so
+ListAndWatch sends one message per change. Devices that vanish or leave vfio-pci stay listed
+as Unhealthy. Config-file events (inotify on its directory, `..data` swaps included) poke a
+second coalescer that reloads: a valid new config is applied without restarting servers of
+resources it keeps; an invalid one is logged and the last good config stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hostdev import metrics
+from hostdev.config import load_config
+from hostdev.config.model import Config, KubeVirtEntries
+from hostdev.daemon.events import Coalescer, DirWatch, UeventListener, open_kernel_uevents
+from hostdev.daemon.node import Node
+from hostdev.errors import HostdevError
+from hostdev.health import HealthView, Signals, aer_watch_list, assess, transitions
+from hostdev.host.model import Host
+from hostdev.host.signals import read_aer_fatal, vfio_group_nodes
+from hostdev.host.uevent import Uevent
+from hostdev.kubelet.state import ResourceChanges
+from hostdev.selection import select
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How the node follows the host and its config."""
+
+    rescan_interval: float | None = 60.0  # the backstop; None: no backstop
+    debounce: float = 0.005  # bursts within this window make one rescan
+    kernel_uevents: bool = True  # open the netlink socket (off: inotify and backstop only)
+    uevent_socket: socket.socket | None = None  # an injected datagram socket (tests, benches)
+    config_path: Path | None = None  # watched and reloaded when set
+    kubevirt_entries: KubeVirtEntries | None = None
+    metrics_address: str | None = None  # HOST:PORT for /metrics and /healthz
+
+
+class LiveNode(Node):
+    """A Node that rescans on host events, reloads its config, and exports metrics."""
+
+    def __init__(self, *args: Any, live: LiveOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.live = live or LiveOptions()
+        self.health = HealthView()
+        self.rescans = Coalescer(
+            "rescan",
+            self._rescan_for,
+            debounce=self.live.debounce,
+            backstop=self.live.rescan_interval,
+        )
+        self.reloads = Coalescer("config reload", self._reload_for, debounce=self.live.debounce)
+        self.uevents: UeventListener | None = None
+        self._dirs: DirWatch | None = None
+        self._server: metrics.MetricsServer | None = None
+        self._collector = metrics.DeviceCollector(lambda: self._table)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Serve, judge the first snapshot, then start following events."""
+        await super().start()
+        self.table.keep_vanished = True
+        self.table.update_host(self.table.host, self._judge(self.table.host))
+        self._start_watchers()
+        self.rescans.start()
+        self.reloads.start()
+        metrics.REGISTRY.register(self._collector)
+        if self.live.metrics_address:
+            host, port = metrics.parse_address(self.live.metrics_address)
+            self._server = metrics.MetricsServer(host, port, self.problem)
+            await self._server.start()
+
+    async def stop(self) -> None:
+        """Stop following events, then stop serving (sockets removed)."""
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+        await self.rescans.stop()
+        await self.reloads.stop()
+        if self.uevents is not None:
+            self.uevents.close()
+            self.uevents = None
+        if self._dirs is not None:
+            self._dirs.close()
+            self._dirs = None
+        if self._collector in metrics.REGISTRY._collector_to_names:
+            metrics.REGISTRY.unregister(self._collector)
+        await super().stop()
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics listens on (after start), or None."""
+        return self._server.port if self._server else None
+
+    def problem(self) -> str | None:
+        """None while the daemon is alive and following events (the /healthz answer)."""
+        if self._table is None:
+            return "not started"
+        if not self.rescans.running:
+            return "the rescan loop has stopped"
+        return None
+
+    def _start_watchers(self) -> None:
+        sock = self.live.uevent_socket
+        if sock is None and self.live.kernel_uevents:
+            sock = open_kernel_uevents()
+        if sock is not None:
+            self.uevents = UeventListener(sock, self._on_uevent, self._on_overflow)
+            self.uevents.start()
+        self._dirs = DirWatch(
+            Path(self.fs.dev("vfio")),
+            self.live.config_path,
+            lambda path: self.rescans.poke(f"inotify {path}"),
+            lambda: self.reloads.poke("config file changed"),
+        )
+        self._dirs.start()
+
+    def _on_uevent(self, event: Uevent) -> None:
+        log.debug("uevent %s", event.summary())
+        self.rescans.poke(f"uevent {event.summary()}")
+
+    def _on_overflow(self) -> None:
+        self.rescans.poke("overflow")
+
+    # --- rescans --------------------------------------------------------------------------
+    async def rescan(self) -> ResourceChanges:
+        """Scan the host, judge every served device, publish once, follow resource changes."""
+        started = time.perf_counter()
+        host = self.scanner(self.fs)
+        health = self._judge(host)
+        changes = self.table.update_host(host, health)
+        metrics.SCAN_SECONDS.set(time.perf_counter() - started)
+        await self._apply(changes)
+        return changes
+
+    async def _rescan_for(self, reasons: frozenset[str]) -> None:
+        for trigger in {r.split(" ", 1)[0] for r in reasons}:
+            metrics.RESCANS.labels(trigger).inc()
+        before = self.health
+        started = time.perf_counter()
+        changes = await self.rescan()
+        changed = transitions(before, self.health)
+        level = logging.INFO if changed or changes.added or changes.removed else logging.DEBUG
+        log.log(
+            level,
+            "rescan: %d device(s) changed health, %d resource(s) added, %d removed",
+            len(changed),
+            len(changes.added),
+            len(changes.removed),
+            extra={
+                "event": "rescan",
+                "reasons": sorted(reasons),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    def _served_ids(self, host: Host) -> set[str]:
+        """IDs served now plus those the config would select on this snapshot."""
+        ids: set[str] = set()
+        for name in self.table.resource_names():
+            snapshot = self.table.snapshot(name)
+            ids.update(snapshot.by_id if snapshot else ())
+        ids.update(d.id for r in select(host, self.config) for d in r.devices)
+        return ids
+
+    def _judge(self, host: Host) -> dict[str, str]:
+        """Judge every served device on a snapshot; returns ID → reason for unhealthy ones."""
+        ids = self._served_ids(host)
+        signals = Signals(
+            read_aer_fatal(self.fs, aer_watch_list(host, ids)), vfio_group_nodes(self.fs)
+        )
+        view = assess(self.health, host, ids, signals)
+        owners = self._owners()
+        for change in transitions(self.health, view):
+            state = "healthy" if change.after.healthy else "unhealthy"
+            metrics.HEALTH_TRANSITIONS.labels(owners.get(change.device_id, ""), state).inc()
+        self.health = view
+        return {i: h.reason for i, h in view.states.items() if not h.healthy}
+
+    def _owners(self) -> Mapping[str, str]:
+        owners: dict[str, str] = {}
+        for name in self.table.resource_names():
+            snapshot = self.table.snapshot(name)
+            owners.update(dict.fromkeys(snapshot.by_id if snapshot else (), name))
+        return owners
+
+    # --- config reloads -------------------------------------------------------------------
+    async def _reload_for(self, reasons: frozenset[str]) -> None:
+        path = self.live.config_path
+        if path is None:
+            return
+        try:
+            config = load_config(path, kubevirt_entries=self.live.kubevirt_entries)
+        except HostdevError as err:
+            metrics.CONFIG_RELOADS.labels("rejected").inc()
+            log.error(
+                "config rejected, keeping the last good one: %s",
+                err,
+                extra={"event": "config_rejected", "file": str(path)},
+            )
+            return
+        if config == self.config:
+            metrics.CONFIG_RELOADS.labels("unchanged").inc()
+            log.debug("config file touched but unchanged")
+            return
+        await self.apply_config(config)
+
+    async def apply_config(self, config: Config) -> ResourceChanges:
+        """Switch to a validated config; re-register resources whose options changed."""
+        old = {r.name: r.options for r in self.config.resources}
+        changes = await self.reload(config)
+        for spec in config.resources:
+            registrar = self.registrars.get(spec.name)
+            if spec.name in old and old[spec.name] != spec.options and registrar is not None:
+                registrar.kubelet_started()  # options are read once per registration
+        metrics.CONFIG_RELOADS.labels("applied").inc()
+        log.info(
+            "config applied: resources added %s, removed %s",
+            ", ".join(changes.added) or "none",
+            ", ".join(changes.removed) or "none",
+            extra={"event": "config_applied", "file": str(config.source)},
+        )
+        return changes
