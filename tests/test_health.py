@@ -14,15 +14,18 @@ from hostdev.health import (
     aer_watch_list,
     assess,
     is_vfio_driver,
+    retain_vanished,
     transitions,
 )
 from hostdev.host.model import PciAddress
 from hostdev.host.scan import scan_host
 from hostdev.host.signals import read_aer_fatal, vfio_group_nodes
+from hostdev.selection import Resource, ServedDevice
 from hostdev.testing.examples import build_example
 from hostdev.testing.fakehost import FakeHost
 
 T4 = "0000:65:00.0"
+GPU_B = "0000:b3:00.0"
 GEFORCE, AUDIO = "0000:17:00.0", "0000:17:00.1"
 MDEV = "4b20d080-1b54-4048-85b3-a6a62d165c01"
 VGPU_PARENT = "0000:3b:00.0"
@@ -174,3 +177,47 @@ def test_unknown_ids_and_new_devices() -> None:
 )
 def test_vfio_drivers(driver: str | None, vfio: bool) -> None:
     assert is_vfio_driver(driver) is vfio
+
+
+def _resource(name: str, *ids: str) -> Resource:
+    devices = tuple(ServedDevice(i, PciAddress.parse(i), None, None) for i in ids)
+    return Resource(name, "pci", devices)
+
+
+@pytest.mark.parametrize(
+    ("previous", "selected", "problems", "expected"),
+    [
+        (
+            [_resource("a", T4, GPU_B)],
+            [_resource("a", T4)],
+            {GPU_B: "removed from the bus"},
+            {"a": [T4, GPU_B]},
+        ),
+        ([_resource("a", T4, GPU_B)], [_resource("a", T4)], {}, {"a": [T4]}),
+        (
+            [_resource("a", T4, GPU_B)],
+            [_resource("a", T4), _resource("b", GPU_B)],
+            {GPU_B: "x"},
+            {"a": [T4], "b": [GPU_B]},
+        ),
+        ([_resource("a", T4)], [], {T4: "unbound (no driver)"}, {"a": [T4]}),
+        ([_resource("a", T4)], [], {}, {}),
+        ([], [_resource("a", T4)], {GPU_B: "x"}, {"a": [T4]}),
+    ],
+    ids=[
+        "kept-unhealthy",
+        "dropped-healthy",
+        "moved-to-other-resource",
+        "resource-kept-for-ghost",
+        "resource-gone",
+        "nothing-before",
+    ],
+)
+def test_retain_vanished(
+    previous: list[Resource],
+    selected: list[Resource],
+    problems: dict[str, str],
+    expected: dict[str, list[str]],
+) -> None:
+    kept = retain_vanished({r.name: r for r in previous}, selected, problems)
+    assert {r.name: [d.id for d in r.devices] for r in kept} == expected

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from hostdev.daemon.live import LiveOptions
 from hostdev.daemon.logs import add_log_flags, configure_logging
-from hostdev.errors import BadInputError
 from hostdev.metrics import parse_address
 
 DEFAULT_RESCAN_INTERVAL_S = 60.0
+_DURATION = re.compile(r"^(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "60", "30s", "1.5m", "500ms" or "1h" (argparse type; 0 allowed)."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use seconds or a number with ms, s, m or h"
+        )
+    return float(match["value"]) * _UNIT_S[match["unit"] or "s"]
 
 
 def add_live_flags(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +30,10 @@ def add_live_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("live node")
     group.add_argument(
         "--rescan-interval",
-        type=float,
+        type=parse_duration,
         default=DEFAULT_RESCAN_INTERVAL_S,
-        metavar="SECONDS",
-        help="backstop rescan when no event arrives (default 60; 0 turns it off)",
+        metavar="DURATION",
+        help="backstop rescan when no event arrives (default 60s; 0 turns it off)",
     )
     group.add_argument(
         "--metrics-address",
@@ -38,9 +50,7 @@ def add_live_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def live_options(args: argparse.Namespace) -> LiveOptions:
-    """LiveOptions from the flags (raises BadInputError for bad values)."""
-    if args.rescan_interval < 0:
-        raise BadInputError(f"invalid --rescan-interval {args.rescan_interval}: must be >= 0")
+    """LiveOptions from the flags (raises BadInputError for a bad --metrics-address)."""
     if args.metrics_address:
         parse_address(args.metrics_address)
     return LiveOptions(

@@ -56,6 +56,7 @@ class Coalescer:
         self.debounce = debounce
         self.backstop = backstop
         self.runs = 0
+        self.busy_since: float | None = None  # loop.time() when the running action began
         self._reasons: set[str] = set()
         self._wake = asyncio.Event()
         self._ran = asyncio.Event()
@@ -93,13 +94,21 @@ class Coalescer:
                 await asyncio.sleep(self.debounce)
             self._wake.clear()
             reasons, self._reasons = frozenset(self._reasons), set()
+            self.busy_since = asyncio.get_running_loop().time()
             try:
                 await self.action(reasons)
             except Exception:  # the boundary: log once, keep the daemon alive
                 log.exception("%s failed (reasons: %s)", self.name, ", ".join(sorted(reasons)))
+            self.busy_since = None
             self.runs += 1
             self._ran.set()
             self._ran = asyncio.Event()
+
+    def stuck_for(self) -> float:
+        """Seconds the current run has taken so far (0 when idle)."""
+        if self.busy_since is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self.busy_since
 
     async def wait_runs(self, count: int) -> None:
         """Return once `count` runs have completed in total."""

@@ -33,6 +33,7 @@ from hostdev.kubelet.state import ResourceChanges
 from hostdev.selection import select
 
 log = logging.getLogger(__name__)
+STUCK_AFTER_S = 60.0  # a rescan or reload running this long fails /healthz
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,11 @@ class LiveNode(Node):
         """None while the daemon is alive and following events (the /healthz answer)."""
         if self._table is None:
             return "not started"
-        if not self.rescans.running:
-            return "the rescan loop has stopped"
+        for loop in (self.rescans, self.reloads):
+            if not loop.running:
+                return f"the {loop.name} loop has stopped"
+            if loop.stuck_for() > STUCK_AFTER_S:
+                return f"a {loop.name} has been running for {loop.stuck_for():.0f} s"
         return None
 
     def _start_watchers(self) -> None:
