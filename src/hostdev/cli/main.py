@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hostdev.cli.config",
     "hostdev.cli.render",
     "hostdev.cli.serve",
+    "hostdev.cli.status",
 )
 
 
