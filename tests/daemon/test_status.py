@@ -68,7 +68,7 @@ async def test_missing_socket(tmp_path: Path) -> None:
 async def test_socket_that_does_not_answer(sockdir: Path) -> None:
     path = sockdir / "dead.sock"
     path.write_text("")  # a file, not a listening socket
-    with pytest.raises(PodResourcesUnavailable, match="PodResources List on .* failed"):
+    with pytest.raises(PodResourcesUnavailable, match=r"PodResources List on .* failed"):
         await list_pod_devices(path, timeout=0.5)
 
 
