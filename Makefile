@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit bench test-realkernel protos check-protos clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
-	  echo "python3 -m venv failed; installing python3-venv (needs root)"; \
-	  apt-get install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { \
+	  rm -rf $(VENV); \
+	  echo "python3 -m venv failed: installing Debian's python3-venv (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && \
+	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)

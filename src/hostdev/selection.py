@@ -38,6 +38,7 @@ class ServedDevice:
     vfio_cdev: str | None = None  # "vfio3" when the kernel exposes /dev/vfio/devices/vfio3
     physfn: PciAddress | None = None  # the PF of a VF
     tags: tuple[tuple[str, str], ...] = ()  # free-form labels (e.g. physical_network)
+    is_mdev: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ def served_mdev(mdev: Mdev, host: Host) -> ServedDevice:
     """The served form of a mediated device (NUMA node of its parent)."""
     parent = host.device(mdev.parent)
     numa = parent.numa_node if parent is not None else None
-    return ServedDevice(mdev.uuid, mdev.parent, mdev.iommu_group, numa)
+    return ServedDevice(mdev.uuid, mdev.parent, mdev.iommu_group, numa, is_mdev=True)
 
 
 def default_name(dev: PciDevice) -> str:

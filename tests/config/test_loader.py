@@ -197,17 +197,17 @@ BAD = [
     (
         "resources:\n- {name: example.com/-gpu, selectors: [{vendor: '10de'}]}\n",
         "resources[0].name",
-        "1-63 characters",
+        "the name after '/'",
     ),
     (
         "resources:\n- {name: example.com/a/b, selectors: [{vendor: '10de'}]}\n",
         "resources[0].name",
-        "domain/name",
+        "exactly one '/'",
     ),
     (
         f"resources:\n- {{name: example.com/{'g' * 64}, selectors: [{{vendor: '10de'}}]}}\n",
         "resources[0].name",
-        "1-63 characters",
+        "the name after '/'",
     ),
     ("resources:\n- {name: example.com/gpu}\n", "resources[0].selectors", "required"),
     (

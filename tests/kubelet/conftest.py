@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostdev.kubelet.simulator import KubeletSimulator
+from hostdev.testing.asyncguard import leaked_tasks
 from hostdev.testing.fakeplugin import FakeDevicePlugin, make_device
 
 RESOURCE = "example.com/gpu"
@@ -24,17 +26,19 @@ def sockdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    """Fail a test that leaves asyncio tasks running."""
+@pytest.fixture
+async def _task_guard() -> AsyncIterator[None]:
     before = asyncio.all_tasks()
     yield
-    leaked = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
-    leaked = [t for t in leaked if not t.done()]
-    for task in leaked:
-        task.cancel()
-    await asyncio.gather(*leaked, return_exceptions=True)
-    assert not leaked, f"test leaked tasks: {[t.get_name() for t in leaked]}"
+    leaked = await leaked_tasks(before)
+    assert not leaked, f"test leaked asyncio tasks: {leaked}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_tasks(request: pytest.FixtureRequest) -> None:
+    """Fail an async test that leaves asyncio tasks running."""
+    if inspect.iscoroutinefunction(request.function):
+        request.getfixturevalue("_task_guard")
 
 
 @pytest.fixture

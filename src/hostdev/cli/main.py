@@ -20,6 +20,10 @@ from hostdev.errors import HostdevError
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per module; keep sorted to make merges trivial
     "hostdev.cli.config",
+    "hostdev.cli.doctor",
+    "hostdev.cli.example",
+    "hostdev.cli.inventory",
+    "hostdev.cli.kubelet_cmds",
     "hostdev.cli.render",
     "hostdev.cli.serve",
     "hostdev.cli.status",

@@ -14,15 +14,13 @@ from fnmatch import fnmatchcase
 
 from hostdev.errors import BadInputError
 from hostdev.host.model import PciAddress
+from hostdev.kubelet.resourcename import extended_resource_name_problem
 
 _HEX_OR_STAR = re.compile(r"^[0-9a-f*]{1,4}$")
 _CLASS = re.compile(r"^[0-9a-f]{2}([0-9a-f]{2}){0,2}$")
 _GLOB_FIELD = re.compile(r"^[0-9a-f*]*$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$")
 _VF_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _FIELD_WIDTHS = {"domain": 4, "bus": 2, "slot": 2, "function": 1}
 _ADDRESS_FIELDS = tuple(_FIELD_WIDTHS)
 
@@ -206,18 +204,7 @@ def _full_address(entry: str, text: str) -> AddressMatcher:
 
 def check_resource_name(name: str) -> str:
     """Validate a Kubernetes extended resource name as the kubelet does; return it."""
-    domain, sep, short = name.partition("/")
-    if not sep or "/" in short:
-        raise ValueError(f"{name!r} is not of the form domain/name (e.g. example.com/gpu)")
-    if domain == "kubernetes.io" or domain.endswith(".kubernetes.io"):
-        raise ValueError(f"{name!r}: the kubernetes.io domain is reserved")
-    if name.startswith("requests."):
-        raise ValueError(f"{name!r} may not start with 'requests.'")
-    if len(domain) > 253 or not _DNS_SUBDOMAIN.match(domain):
-        raise ValueError(f"{name!r}: domain {domain!r} is not a lower-case DNS subdomain")
-    if len(short) > 63 or not _QUALIFIED_NAME.match(short):
-        raise ValueError(
-            f"{name!r}: name {short!r} must be 1-63 characters of [A-Za-z0-9._-] "
-            "starting and ending with a letter or digit"
-        )
+    problem = extended_resource_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"{name!r} is not an extended resource name: {problem}")
     return name

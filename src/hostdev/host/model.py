@@ -41,6 +41,11 @@ class PciAddress:
             raise BadInputError(f"invalid PCI address {text!r}: slot {slot:#x} exceeds 0x1f")
         return cls(int(match["domain"], 16), int(match["bus"], 16), slot, int(match["function"]))
 
+    @classmethod
+    def from_kernel(cls, name: str) -> PciAddress:
+        """Parse a name the kernel wrote (already matched as lower-case DDDD:BB:SS.F): no regex."""
+        return cls(int(name[:-8], 16), int(name[-7:-5], 16), int(name[-4:-2], 16), int(name[-1]))
+
     def __str__(self) -> str:
         return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
 
@@ -183,9 +188,10 @@ class Host:
         group = self.groups.get(number)
         for member in group.members if group else ():
             dev = self.devices.get(member)
-            if dev is None or dev.is_bridge or dev.driver in (None, VFIO_PCI):
-                continue
-            blockers.append((member, dev.driver))
+            if dev is None:  # listed in the group but unreadable: assume the worst
+                blockers.append((member, "an unreadable driver"))
+            elif not dev.is_bridge and dev.driver not in (None, VFIO_PCI):
+                blockers.append((member, dev.driver))
         result = Viability(not blockers, tuple(blockers))
         self._viability[number] = result
         return result

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 from hostdev.host.fs import HostFS, link_name, link_target, list_dir, open_dir, read_text
 from hostdev.host.model import (
@@ -37,7 +38,7 @@ class _Skip(Exception):
 
 @dataclass
 class _Accumulator:
-    devices: dict[PciAddress, PciDevice] = field(default_factory=dict)
+    devices: dict[PciAddress, dict[str, Any]] = field(default_factory=dict)  # PciDevice kwargs
     skipped: list[SkippedDevice] = field(default_factory=list)
     group_members: dict[int, list[PciAddress]] = field(default_factory=lambda: defaultdict(list))
 
@@ -49,7 +50,7 @@ def scan_host(fs: HostFS) -> Host:
     pci_dir = fs.sys("bus", "pci", "devices")
     for name in list_dir(pci_dir):
         _scan_entry(pci_dir, name, acc)
-    devices = _assign_vf_indexes(acc.devices)
+    devices = _build_devices(acc.devices)
     vfio_dir = set(list_dir(fs.dev("vfio")))
     groups = {
         number: IommuGroup(number, tuple(sorted(members)), str(number) in vfio_dir)
@@ -69,7 +70,7 @@ def _scan_entry(pci_dir: str, name: str, acc: _Accumulator) -> None:
     if not _ADDRESS_LIKE.match(name):
         acc.skipped.append(SkippedDevice(name, "not a PCI address"))
         return
-    address = PciAddress.parse(name)
+    address = PciAddress.from_kernel(name)
     target = link_target(os.path.join(pci_dir, name))
     dir_fd = open_dir(os.path.join(pci_dir, name))
     if dir_fd is None:
@@ -92,7 +93,9 @@ def _group_number(dir_fd: int) -> int | None:
     return int(group) if group is not None and group.isdigit() else None
 
 
-def _scan_device(address: PciAddress, target: str | None, fd: int, group: int | None) -> PciDevice:
+def _scan_device(
+    address: PciAddress, target: str | None, fd: int, group: int | None
+) -> dict[str, Any]:
     entries = set(list_dir(".", fd))
     if not entries:
         raise _Skip("vanished during the scan")
@@ -103,7 +106,7 @@ def _scan_device(address: PciAddress, target: str | None, fd: int, group: int | 
     )
     problems: list[str] = []
     numa = _numa_node(read_text("numa_node", fd) if "numa_node" in entries else None, problems)
-    return PciDevice(
+    return dict(
         address=address,
         vendor=vendor,
         device=device,
@@ -191,13 +194,15 @@ def _pci_path(target: str | None) -> tuple[str, ...]:
     """Upstream bridge addresses from the bus link target, root port first."""
     if target is None:
         return ()
-    parts = [p for p in target.split("/") if _ADDRESS_LIKE.match(p)]
-    return tuple(parts[:-1])
+    parts = target.split("/")
+    # ../../../devices/pci0000:00/<bridge>/.../<self>: bridges sit between the root and self
+    start = next((i for i, p in enumerate(parts) if p.startswith("pci")), len(parts))
+    return tuple(parts[start + 1 : -1])
 
 
 def _link_address(name: str, fd: int) -> PciAddress | None:
     base = link_name(name, fd)
-    return PciAddress.parse(base) if base and _ADDRESS_LIKE.match(base) else None
+    return PciAddress.from_kernel(base) if base and _ADDRESS_LIKE.match(base) else None
 
 
 def _first(names: list[str]) -> str | None:
@@ -227,16 +232,18 @@ def _sriov(fd: int) -> Sriov:
     )
 
 
-def _assign_vf_indexes(devices: dict[PciAddress, PciDevice]) -> dict[PciAddress, PciDevice]:
-    """Fill each VF's index from its PF's virtfnN order (no extra reads)."""
-    for pf in list(devices.values()):
-        if pf.sriov is None:
+def _build_devices(raw: dict[PciAddress, dict[str, Any]]) -> dict[PciAddress, PciDevice]:
+    """Fill each VF's index from its PF's virtfnN order (no extra reads), then freeze."""
+    for fields in raw.values():
+        sriov = fields["sriov"]
+        if sriov is None:
             continue
-        for index, vf_address in enumerate(pf.sriov.vfs):
-            vf = devices.get(vf_address)
+        for index, vf_address in enumerate(sriov.vfs):
+            vf = raw.get(vf_address)
             if vf is not None:
-                devices[vf_address] = replace(vf, vf_index=index, physfn=pf.address)
-    return devices
+                vf["vf_index"] = index
+                vf["physfn"] = fields["address"]
+    return {address: PciDevice(**fields) for address, fields in raw.items()}
 
 
 def _mdev_types(fd: int) -> tuple[MdevType, ...]:

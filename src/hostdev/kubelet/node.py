@@ -113,8 +113,7 @@ def describe_node(
     """The Capacity/Allocatable/Allocated blocks of `kubectl describe node`."""
     cap, alloc = capacity(resources), allocatable(resources)
     requested = {name: len(allocated_ids(pods, name)) for name in cap}
-    lines = [f"Name:               {node_name}"]
-    lines += ["Capacity:", *_aligned(cap), "Allocatable:", *_aligned(alloc)]
+    lines = [f"Name:               {node_name}", *status_lines(cap, alloc)]
     lines += [
         "Allocated resources:",
         "  (Total limits may be over 100 percent, i.e., overcommitted.)",
@@ -124,6 +123,11 @@ def describe_node(
     lines.append(f"  {'--------':<{width}}  --------  ------")
     lines += [f"  {n:<{width}}  {requested[n]:<8}  {requested[n]}" for n in cap]
     return "\n".join(lines) + "\n"
+
+
+def status_lines(cap: Mapping[str, int], alloc: Mapping[str, int]) -> list[str]:
+    """The Capacity: and Allocatable: blocks, values aligned as kubectl aligns them."""
+    return ["Capacity:", *_aligned(cap), "Allocatable:", *_aligned(alloc)]
 
 
 def _aligned(values: Mapping[str, int]) -> list[str]:

@@ -204,6 +204,10 @@ class KubeletSimulator:
             while not predicate():
                 await self._changed.wait()
 
+    async def wait_change(self, seen: int, timeout: float | None = None) -> None:
+        """Return once `version` differs from seen."""
+        await self.wait_for(lambda: self.version != seen, timeout)
+
     async def wait_registered(self, resource: str, timeout: float | None = DEFAULT_WAIT_S) -> None:
         """Return once resource has a connected plugin endpoint."""
         await self.wait_for(lambda: self.is_registered(resource), timeout)

@@ -104,6 +104,8 @@ def intrinsic_problem(device: ServedDevice, host: Host) -> str | None:
     if device.iommu_group is None:
         return "no IOMMU group"
     group = host.groups.get(device.iommu_group)
+    if group is None and device.is_mdev:
+        return None  # the scan lists PCI groups only; an mdev's group is its own
     if group is None or not group.vfio_node:
         return f"/dev/vfio/{device.iommu_group} is missing"
     return None

@@ -60,6 +60,7 @@ class FakeHost:
         self._put("sys/bus/pci/drivers_autoprobe", "1")
         if not (self.root / "proc/cmdline").exists():
             self._put("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet")
+            self.set_cpu_vendor("GenuineIntel")
         if self.cdev:
             self._put("dev/iommu", "")
 
@@ -100,6 +101,13 @@ class FakeHost:
     def set_cmdline(self, text: str) -> FakeHost:
         """Write /proc/cmdline."""
         self._put("proc/cmdline", text)
+        return self
+
+    def set_cpu_vendor(self, vendor_id: str) -> FakeHost:
+        """Write a minimal /proc/cpuinfo (GenuineIntel or AuthenticAMD)."""
+        self._put(
+            "proc/cpuinfo", f"processor\t: 0\nvendor_id\t: {vendor_id}\nmodel name\t: Example CPU\n"
+        )
         return self
 
     def add_iommu(self, vendor: str = "intel", *, intremap: bool = True) -> FakeHost:

@@ -35,11 +35,13 @@ class FakeDevicePlugin(dp_grpc.DevicePluginServicer):  # type: ignore[misc]
         pre_start_required: bool = False,
         preferred: Callable[[Any], list[str]] | None = None,
         allocate_error: str | None = None,
+        options_error: str | None = None,
     ) -> None:
         self.devices = list(devices)
         self.pre_start_required = pre_start_required
         self.preferred = preferred
         self.allocate_error = allocate_error
+        self.options_error = options_error
         self.calls: list[tuple[str, Any]] = []
         self.socket: Path | None = None
         self._changed = asyncio.Event()
@@ -48,6 +50,8 @@ class FakeDevicePlugin(dp_grpc.DevicePluginServicer):  # type: ignore[misc]
     async def GetDevicePluginOptions(self, request: Any, context: Any) -> Any:
         """Options: PreStartContainer and GetPreferredAllocation as configured."""
         self.calls.append(("GetDevicePluginOptions", request))
+        if self.options_error is not None:
+            await context.abort(grpc.StatusCode.INTERNAL, self.options_error)
         return dp.DevicePluginOptions(
             pre_start_required=self.pre_start_required,
             get_preferred_allocation_available=self.preferred is not None,
@@ -115,14 +119,20 @@ class FakeDevicePlugin(dp_grpc.DevicePluginServicer):  # type: ignore[misc]
             self.socket.unlink(missing_ok=True)
 
     async def register(
-        self, kubelet_socket: Path, resource: str, version: str = API_VERSION
+        self,
+        kubelet_socket: Path,
+        resource: str,
+        version: str = API_VERSION,
+        endpoint: str | None = None,
     ) -> None:
         """Call Register on the kubelet; raises grpc.aio.AioRpcError when rejected."""
-        assert self.socket is not None, "serve() first"
+        if endpoint is None:
+            assert self.socket is not None, "serve() first"
+            endpoint = self.socket.name
         async with grpc.aio.insecure_channel(f"unix://{kubelet_socket.absolute()}") as channel:
             request = dp.RegisterRequest(
                 version=version,
-                endpoint=self.socket.name,
+                endpoint=endpoint,
                 resource_name=resource,
                 options=dp.DevicePluginOptions(),
             )

@@ -1,0 +1,109 @@
+"""Doctor's checks as a table over fake hosts with one thing wrong each."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hostdev.host.checks import FAIL, PASS, WARN, kernel_args, run_checks
+from hostdev.host.facts import read_facts
+from hostdev.host.scan import scan_host
+from hostdev.testing.examples import build_example
+from hostdev.testing.fakehost import FakeHost
+
+
+def _statuses(host: FakeHost) -> dict[str, str]:
+    scanned = scan_host(host.fs)
+    devices = [d for d in scanned.sorted_devices() if not d.is_bridge]
+    return {c.name: c.status for c in run_checks(scanned, read_facts(host.fs), devices)}
+
+
+def _no_pt(h: FakeHost) -> None:
+    h.set_cmdline("ro intel_iommu=on")
+
+
+def _iommu_off(h: FakeHost) -> None:
+    h.set_cmdline("ro intel_iommu=off")
+
+
+def _amd_without_flag(h: FakeHost) -> None:
+    h.set_cpu_vendor("AuthenticAMD").set_cmdline("ro iommu=pt")
+
+
+def _no_remapping(h: FakeHost) -> None:
+    (h.root / "sys/devices/virtual/iommu/dmar0/intel-iommu/ecap").write_text("f00f42\n")
+
+
+def _no_remapping_unsafe(h: FakeHost) -> None:
+    _no_remapping(h)
+    h.load_module("vfio_iommu_type1", allow_unsafe_interrupts="Y")
+
+
+def _intremap_off(h: FakeHost) -> None:
+    h.set_cmdline("ro intel_iommu=on iommu=pt intremap=off")
+
+
+def _noiommu_mode(h: FakeHost) -> None:
+    h.load_module("vfio", enable_unsafe_noiommu_mode="Y")
+
+
+def _no_vfio(h: FakeHost) -> None:
+    import shutil
+
+    shutil.rmtree(h.root / "sys/module/vfio_pci")
+
+
+@pytest.mark.parametrize(
+    ("damage", "name", "status"),
+    [
+        (lambda h: None, "iommu-cmdline", PASS),
+        (_no_pt, "iommu-cmdline", WARN),
+        (_iommu_off, "iommu-cmdline", FAIL),
+        (_amd_without_flag, "iommu-cmdline", PASS),
+        (lambda h: None, "interrupt-remapping", PASS),
+        (_no_remapping, "interrupt-remapping", FAIL),
+        (_no_remapping_unsafe, "interrupt-remapping", WARN),
+        (_intremap_off, "interrupt-remapping", FAIL),
+        (_noiommu_mode, "noiommu-mode", WARN),
+        (_no_vfio, "vfio-modules", FAIL),
+        (lambda h: None, "device 0000:06:01.0", FAIL),
+        (lambda h: None, "device 0000:17:00.1", PASS),
+        (lambda h: None, "device 0000:01:00.0", WARN),
+        (lambda h: None, "device 0000:08:00.0", FAIL),
+    ],
+    ids=[
+        "all-good",
+        "no-iommu-pt",
+        "iommu-off",
+        "amd-default-on",
+        "remapping",
+        "no-remapping",
+        "no-remapping-unsafe-allowed",
+        "intremap-off",
+        "noiommu-mode",
+        "vfio-not-loaded",
+        "shared-group-not-viable",
+        "companion-group-viable",
+        "viable-but-host-driver",
+        "no-group",
+    ],
+)
+def test_check(tmp_path: Path, damage: Callable[[FakeHost], None], name: str, status: str) -> None:
+    host = build_example("kitchen-sink", tmp_path)
+    damage(host)
+    assert _statuses(host)[name] == status
+
+
+def test_no_iommu_host_fails_everything_iommu(tmp_path: Path) -> None:
+    statuses = _statuses(build_example("no-iommu", tmp_path))
+    assert statuses["iommu-enabled"] == FAIL and statuses["iommu-groups"] == FAIL
+    assert statuses["iommu-cmdline"] == FAIL
+
+
+@pytest.mark.parametrize(
+    ("vendor", "args"),
+    [("intel", "intel_iommu=on iommu=pt"), ("amd", "amd_iommu=on iommu=pt")],
+    ids=["intel", "amd"],
+)
+def test_kernel_args(vendor: str, args: str) -> None:
+    assert kernel_args(vendor) == args

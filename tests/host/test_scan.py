@@ -1,0 +1,189 @@
+"""The scanner over example hosts, and over every kind of broken sysfs entry."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hostdev.errors import HostReadError
+from hostdev.host.fs import HostFS
+from hostdev.host.model import PciAddress
+from hostdev.host.scan import scan_host
+from hostdev.testing.examples import build_example
+from hostdev.testing.fakehost import FakeHost
+
+A = PciAddress.parse
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> FakeHost:
+    return build_example("kitchen-sink", tmp_path)
+
+
+def test_gpu_fields(sink: FakeHost) -> None:
+    host = scan_host(sink.fs)
+    t4 = host.devices[A("0000:65:00.0")]
+    assert (t4.vendor, t4.device, t4.class_code, t4.revision) == ("10de", "1eb8", "030200", "a1")
+    assert (t4.subsystem_vendor, t4.subsystem_device) == ("10de", "12a2")
+    assert (t4.driver, t4.driver_override, t4.iommu_group, t4.numa_node) == (
+        "vfio-pci",
+        None,
+        11,
+        0,
+    )
+    assert t4.pci_path == ("0000:64:00.0",)
+    assert t4.vfio_cdev is not None
+    assert not t4.is_bridge
+
+
+def test_sriov_pf_and_vfs(sink: FakeHost) -> None:
+    host = scan_host(sink.fs)
+    pf = host.devices[A("0000:04:00.1")]
+    assert pf.sriov is not None and (pf.sriov.total_vfs, pf.sriov.num_vfs) == (7, 7)
+    assert pf.netdevs == ("enp4s0f1",)
+    assert [str(v) for v in pf.sriov.vfs][:2] == ["0000:04:10.1", "0000:04:10.3"]
+    vf = host.devices[pf.sriov.vfs[3]]
+    assert (vf.physfn, vf.vf_index, vf.device, vf.is_vf) == (pf.address, 3, "10ca", True)
+    assert host.netdev_index["enp4s0f1"] == pf.address
+
+
+def test_groups_and_viability(sink: FakeHost) -> None:
+    host = scan_host(sink.fs)
+    assert [str(a) for a in host.groups[15].members] == ["0000:17:00.0", "0000:17:00.1"]
+    assert host.group_viability(15).viable
+    shared = host.group_viability(32)
+    assert not shared.viable
+    assert {(str(a), d) for a, d in shared.blockers} == {
+        ("0000:06:01.0", "e1000"),
+        ("0000:06:02.0", "8139cp"),
+    }
+    assert host.groups[11].vfio_node and not host.groups[32].vfio_node
+    assert host.devices[A("0000:08:00.0")].iommu_group is None
+
+
+def test_domains_and_mdevs(sink: FakeHost) -> None:
+    host = scan_host(sink.fs)
+    assert A("0001:02:00.0") in host.devices and A("10000:01:00.0") in host.devices
+    parent = host.devices[A("0000:3b:00.0")]
+    names = {t.type_id: t.name for t in parent.mdev_types}
+    assert names["nvidia-231"] == "GRID T4-2Q"
+    t2q = next(t for t in parent.mdev_types if t.type_id == "nvidia-231")
+    assert t2q.available_instances == 7  # 8 minus the existing mdev
+    (mdev,) = host.mdevs
+    assert (mdev.type_id, mdev.type_name, mdev.parent) == (
+        "nvidia-231",
+        "GRID T4-2Q",
+        parent.address,
+    )
+    assert mdev.iommu_group is not None
+
+
+def _device_dir(host: FakeHost, address: str) -> Path:
+    return host.device_dir(address)
+
+
+def _garbage_uevent(d: Path) -> None:
+    (d / "uevent").write_text("\x00\xff garbage")
+
+
+def _garbage_everything(d: Path) -> None:
+    for name in ("uevent", "vendor", "device"):
+        (d / name).write_text("0xZZZZ\n")
+
+
+def _dangling_driver(d: Path) -> None:
+    (d / "driver").unlink()
+    (d / "driver").symlink_to("../../../bus/pci/drivers/gone-driver-dir/..nope")
+    (d / "uevent").write_text("PCI_CLASS=30200\nPCI_ID=10DE:1EB8\n")
+
+
+def _garbage_numa(d: Path) -> None:
+    (d / "numa_node").write_text("banana\n")
+
+
+def _unreadable_class(d: Path) -> None:
+    (d / "uevent").write_text("PCI_ID=10DE:1EB8\n")
+    (d / "class").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "skipped", "check"),
+    [
+        (_garbage_uevent, False, lambda dev: dev.vendor_device == "10de:1eb8"),
+        (_garbage_everything, True, None),
+        (_dangling_driver, False, lambda dev: dev.driver == "..nope"),
+        (_garbage_numa, False, lambda dev: dev.numa_node is None and dev.problems),
+        (_unreadable_class, True, None),
+    ],
+    ids=[
+        "garbage-uevent-falls-back",
+        "garbage-ids-skipped",
+        "dangling-driver-link",
+        "garbage-numa",
+        "no-class-skipped",
+    ],
+)
+def test_damaged_device(sink: FakeHost, damage, skipped, check) -> None:  # type: ignore[no-untyped-def]
+    damage(_device_dir(sink, "0000:65:00.0"))
+    host = scan_host(sink.fs)
+    address = A("0000:65:00.0")
+    assert (address not in host.devices) == skipped
+    if skipped:
+        assert any(s.name == "0000:65:00.0" for s in host.skipped)
+        assert address in host.groups[11].members  # still counted in its group
+        assert not host.group_viability(11).viable  # an unreadable member blocks
+    else:
+        assert check(host.devices[address])
+    assert A("0000:b3:00.0") in host.devices  # the rest is listed
+
+
+def test_unreadable_member_blocks_viability(sink: FakeHost) -> None:
+    _garbage_everything(_device_dir(sink, "0000:17:00.1"))
+    host = scan_host(sink.fs)
+    assert not host.group_viability(15).viable
+
+
+def test_vanished_and_foreign_entries(sink: FakeHost) -> None:
+    devices = sink.root / "sys/bus/pci/devices"
+    (devices / "0000:99:00.0").symlink_to("../../../devices/pci0000:00/0000:99:00.0")
+    (devices / "not-an-address").symlink_to("../../../devices")
+    host = scan_host(sink.fs)
+    reasons = {s.name: s.reason for s in host.skipped}
+    assert reasons == {
+        "0000:99:00.0": "vanished during the scan",
+        "not-an-address": "not a PCI address",
+    }
+
+
+def test_device_removed_between_listing_and_reading(
+    sink: FakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_listdir = os.listdir
+
+    def listdir_then_remove(path):  # type: ignore[no-untyped-def]
+        names = real_listdir(path)
+        if str(path).endswith("bus/pci/devices") and "0000:b3:00.0" in sink.funcs:
+            sink.remove_device("0000:b3:00.0")
+        return names
+
+    monkeypatch.setattr(os, "listdir", listdir_then_remove)
+    host = scan_host(sink.fs)
+    assert A("0000:b3:00.0") not in host.devices
+    assert [s.name for s in host.skipped] == ["0000:b3:00.0"]
+    assert A("0000:65:00.0") in host.devices
+
+
+def test_bad_root(tmp_path: Path) -> None:
+    with pytest.raises(HostReadError, match="not a sysfs root"):
+        scan_host(HostFS.under(tmp_path / "missing"))
+
+
+def test_unbind_and_remove_follow_the_kernel(sink: FakeHost) -> None:
+    sink.unbind("0000:65:00.0")
+    host = scan_host(sink.fs)
+    assert host.devices[A("0000:65:00.0")].driver is None
+    assert not host.groups[11].vfio_node
+    sink.remove_device("0000:04:00.1")
+    host = scan_host(sink.fs)
+    assert A("0000:04:00.1") not in host.devices and A("0000:04:10.1") not in host.devices
+    assert 40 not in host.groups

@@ -1,0 +1,66 @@
+"""`hostdev serve` as a process: registers on a fake host, SIGTERM removes its sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from fakekubelet import FakeKubelet
+
+from hostdev.testing.fakehost import FakeHost
+
+
+async def test_serve_registers_and_sigterm_removes_sockets(
+    kubelet: FakeKubelet, gpu_host: FakeHost, plugin_dir: Path
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hostdev.cli.main",
+        "serve",
+        "--host-root",
+        str(gpu_host.root),
+        "--plugin-dir",
+        str(plugin_dir),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        names = {(await kubelet.accepted.get()).request.resource_name for _ in range(3)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await proc.communicate()
+    assert names == {
+        "devices.kubevirt.io/10de_1aeb",
+        "devices.kubevirt.io/10de_1eb8",
+        "devices.kubevirt.io/10de_2184",
+    }
+    assert proc.returncode == 0, stderr.decode()
+    assert sorted(p.name for p in plugin_dir.iterdir()) == ["kubelet.sock"]
+    assert b"registered with the kubelet" in stderr
+
+
+async def test_serve_with_a_bad_config_exits_2_with_one_line(
+    gpu_host: FakeHost, plugin_dir: Path, short_dir: Path
+) -> None:
+    config = short_dir / "bad.yaml"
+    config.write_text("resources:\n- {name: gpu, selectors: [{vendor: '10de'}]}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hostdev.cli.main",
+        "serve",
+        "--config",
+        str(config),
+        "--host-root",
+        str(gpu_host.root),
+        "--plugin-dir",
+        str(plugin_dir),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 2
+    (line,) = stderr.decode().splitlines()
+    assert line.startswith(f"error: {config}: resources[0].name: ")
+    assert list(plugin_dir.iterdir()) == []

@@ -1,0 +1,111 @@
+"""The device table: snapshots, health, the availability-policy seam, claims."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from hostdev.config import DEFAULT_CONFIG
+from hostdev.host.model import Host
+from hostdev.host.scan import scan_host
+from hostdev.kubelet.state import AllocationError, DeviceTable
+from hostdev.selection import Resource
+from hostdev.testing.examples import build_example
+
+T4 = "devices.kubevirt.io/10de_1eb8"
+AUDIO = "devices.kubevirt.io/10de_1aeb"
+VGA = "devices.kubevirt.io/10de_2184"
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    return scan_host(build_example("gpu-node", tmp_path).fs)
+
+
+class GroupPolicy:
+    """Blocks the other members of an in-use device's IOMMU group; records claims."""
+
+    def __init__(self) -> None:
+        self.claims: list[tuple[str, tuple[str, ...]]] = []
+
+    def blocked(
+        self, host: Host, resources: Sequence[Resource], in_use: frozenset[str]
+    ) -> Mapping[str, str]:
+        groups = {d.iommu_group for r in resources for d in r.devices if d.id in in_use}
+        return {
+            d.id: "IOMMU group in use"
+            for r in resources
+            for d in r.devices
+            if d.iommu_group in groups and d.id not in in_use
+        }
+
+    def claimed(self, resource: Resource, ids: Sequence[str]) -> None:
+        self.claims.append((resource.name, tuple(ids)))
+
+
+async def test_watch_yields_current_then_changes(host: Host) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    stream = table.watch(T4)
+    first = await anext(stream)
+    assert [v.healthy for v in first.views] == [True, True]
+    table.set_health("0000:65:00.0", "gone")
+    second = await anext(stream)
+    assert second.version > first.version and second.by_id["0000:65:00.0"].problem == "gone"
+    await stream.aclose()
+
+
+async def test_unchanged_state_publishes_nothing(host: Host) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    before = table.snapshot(T4)
+    table.set_health("0000:99:00.0", None)
+    table.update_host(host)
+    assert table.snapshot(T4) is before
+
+
+async def test_stream_ends_when_the_resource_goes_away(host: Host, tmp_path: Path) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    stream = table.watch(AUDIO)
+    await anext(stream)
+    fake = build_example("gpu-node", tmp_path / "again")
+    fake.unbind("0000:17:00.1")
+    changes = table.update_host(scan_host(fake.fs))
+    assert changes.removed == (AUDIO,) and changes.added == ()
+    assert [s async for s in stream] == []
+    assert table.snapshot(AUDIO) is None
+
+
+async def test_policy_blocks_group_siblings_and_sees_claims(host: Host) -> None:
+    policy = GroupPolicy()
+    table = DeviceTable(DEFAULT_CONFIG, host, policy)
+    claimed = table.claim(VGA, [["0000:17:00.0"]])
+    assert [d.id for d in claimed[0]] == ["0000:17:00.0"]
+    assert policy.claims == [(VGA, ("0000:17:00.0",))]
+    table.set_in_use({"0000:17:00.0"})
+    audio = table.snapshot(AUDIO)
+    assert audio is not None and audio.views[0].problem == "IOMMU group in use"
+    with pytest.raises(AllocationError) as caught:
+        table.claim(AUDIO, [["0000:17:00.1"]])
+    assert caught.value.code == "unusable" and "IOMMU group in use" in str(caught.value)
+    table.set_in_use(())
+    assert table.snapshot(AUDIO).views[0].healthy  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "name,requests,code",
+    [
+        (T4, [["0000:65:00.0"], ["0000:17:00.0"]], "invalid"),
+        ("example.com/gone", [["0000:65:00.0"]], "unusable"),
+    ],
+    ids=["id-of-another-resource", "resource-not-served"],
+)
+async def test_claim_is_all_or_nothing(
+    host: Host, name: str, requests: list[list[str]], code: str
+) -> None:
+    policy = GroupPolicy()
+    table = DeviceTable(DEFAULT_CONFIG, host, policy)
+    with pytest.raises(AllocationError) as caught:
+        table.claim(name, requests)
+    assert caught.value.code == code
+    assert policy.claims == []
