@@ -181,3 +181,23 @@ async def test_duplicate_and_missing_pods(sim: KubeletSimulator, plugin: FakeDev
         await sim.create_pod("p", {"c": {RESOURCE: 1}})
     with pytest.raises(BadInputError, match='pod "default/q" not found'):
         await sim.delete_pod("q")
+
+
+async def test_pre_start_failure_keeps_pod_with_error(
+    sim: KubeletSimulator, plugin: FakeDevicePlugin
+) -> None:
+    plugin.pre_start_required = True
+    plugin.pre_start_error = "reset failed"
+    await registered(sim, plugin)
+    pod = await sim.create_pod("p", {"c": {RESOURCE: 1}})
+    assert pod.container("c").start_error == (
+        "device plugin PreStartContainer rpc failed with err: "
+        "rpc error: code = FailedPrecondition desc = reset failed"
+    )
+    assert sim.pod("p") is pod
+    assert sim.available() == {RESOURCE: 3}
+
+
+async def test_wait_times_out(sim: KubeletSimulator) -> None:
+    with pytest.raises(TimeoutError):
+        await sim.wait_registered(RESOURCE, timeout=0.05)

@@ -162,3 +162,14 @@ async def test_status_printed_on_change(sim: KubeletSimulator, plugin: FakeDevic
     stop.set()
     assert await run == 0
     assert f"Allocatable:\n  {RESOURCE}:  1\n" in out.getvalue()
+
+
+def test_script_wait_timeout_is_a_clean_error(
+    sockdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = sockdir / "wait.yaml"
+    script.write_text("- wait-registered: {resource: example.com/x, timeout: 0.1}\n")
+    assert main(["kubelet-sim", "--plugin-dir", str(sockdir / "p"), "--script", str(script)]) == 1
+    assert "error: steps[0] (wait-registered example.com/x): timed out after 0.1s" in (
+        capsys.readouterr().err
+    )

@@ -27,11 +27,15 @@ from typing import Any, TextIO
 
 import yaml
 
-from hostdev.errors import ConfigError
+from hostdev.errors import ConfigError, HostdevError
 from hostdev.kubelet.node import Pod
 from hostdev.kubelet.simulator import AllocationError, KubeletSimulator
 
 DEFAULT_STEP_TIMEOUT_S = 60.0
+
+
+class ScriptError(HostdevError):
+    """A script step could not complete (a wait timed out)."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,15 @@ _PARSERS: dict[str, Callable[[Any], Step]] = {
 
 async def run_script(sim: KubeletSimulator, steps: list[Step], out: TextIO) -> bool:
     """Play steps in order; False when a pod was rejected unexpectedly (or admitted against
-    expectation). Timeouts while waiting raise TimeoutError."""
+    expectation). A wait that times out raises ScriptError."""
     ok = True
-    for step in steps:
-        ok = await _run_step(sim, step, out) and ok
+    for index, step in enumerate(steps):
+        try:
+            ok = await _run_step(sim, step, out) and ok
+        except TimeoutError:
+            raise ScriptError(
+                f"steps[{index}] ({step.action} {step.resource}): timed out after {step.seconds:g}s"
+            ) from None
         out.flush()
     return ok
 

@@ -327,8 +327,9 @@ class KubeletSimulator:
         if old is not None:
             self._retired.append(old)  # last registration wins; the old stream is left open
         self._endpoints[endpoint.resource] = endpoint
-        state = self._resources.setdefault(endpoint.resource, ResourceState(endpoint.resource))
-        state.stopped_at = None
+        state = self._resources.get(endpoint.resource)
+        if state is not None:
+            state.stopped_at = None
         endpoint.task = asyncio.create_task(self._watch(endpoint), name=f"lw:{endpoint.resource}")
         log.info("registered %s", endpoint.resource)
         self._bump()
@@ -337,17 +338,25 @@ class KubeletSimulator:
         try:
             async for response in endpoint.stub.ListAndWatch(dp.Empty()):
                 if self._endpoints.get(endpoint.resource) is endpoint:
-                    self._resources[endpoint.resource].devices = {d.ID: d for d in response.devices}
-                    self._bump()
+                    self._store_devices(endpoint.resource, response.devices)
         except grpc.aio.AioRpcError as err:
             log.info("ListAndWatch of %s ended: %s", endpoint.resource, go_status(err))
         if self._endpoints.get(endpoint.resource) is endpoint:
             self._disconnect(endpoint.resource)
 
+    def _store_devices(self, resource: str, devices: Any) -> None:
+        """A ListAndWatch message replaces the list (the resource appears with the first)."""
+        state = self._resources.setdefault(resource, ResourceState(resource))
+        state.devices = {d.ID: d for d in devices}
+        self._bump()
+
     def _disconnect(self, resource: str) -> None:
         """The stream broke: every device turns unhealthy; capacity stays for the grace period."""
         del self._endpoints[resource]
-        state = self._resources[resource]
+        state = self._resources.get(resource)
+        if state is None:
+            self._bump()
+            return
         for device_id, device in list(state.devices.items()):
             unhealthy = dp.Device()
             unhealthy.CopyFrom(device)

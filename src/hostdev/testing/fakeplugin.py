@@ -36,12 +36,14 @@ class FakeDevicePlugin(dp_grpc.DevicePluginServicer):  # type: ignore[misc]
         preferred: Callable[[Any], list[str]] | None = None,
         allocate_error: str | None = None,
         options_error: str | None = None,
+        pre_start_error: str | None = None,
     ) -> None:
         self.devices = list(devices)
         self.pre_start_required = pre_start_required
         self.preferred = preferred
         self.allocate_error = allocate_error
         self.options_error = options_error
+        self.pre_start_error = pre_start_error
         self.calls: list[tuple[str, Any]] = []
         self.socket: Path | None = None
         self._changed = asyncio.Event()
@@ -88,8 +90,10 @@ class FakeDevicePlugin(dp_grpc.DevicePluginServicer):  # type: ignore[misc]
         )
 
     async def PreStartContainer(self, request: Any, context: Any) -> Any:
-        """Record the call and succeed."""
+        """Record the call; fail when pre_start_error is set."""
         self.calls.append(("PreStartContainer", request))
+        if self.pre_start_error is not None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self.pre_start_error)
         return dp.PreStartContainerResponse()
 
     def called(self, method: str) -> list[Any]:
