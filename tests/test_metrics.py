@@ -83,5 +83,15 @@ def test_device_counts_are_exclusive(tmp_path: Path) -> None:
     assert counts["devices.kubevirt.io/10de_2184"] == {"healthy": 1, "allocated": 0,
                                                        "unhealthy": 0}  # fmt: skip
     assert metrics.device_counts(None) == {}
-    family = next(iter(metrics.DeviceCollector(lambda: table).collect()))
-    assert len(family.samples) == 3 * len(counts)
+    families = list(metrics.NodeCollector(lambda: table).collect())
+    assert [f.name for f in families] == ["hostdev_devices"]  # reachability not known yet
+    assert len(families[0].samples) == 3 * len(counts)
+
+
+@pytest.mark.parametrize(
+    ("reachable", "value"), [(True, 1.0), (False, 0.0)], ids=["reachable", "unreachable"]
+)
+def test_podresources_reachability(reachable: bool, value: float) -> None:
+    families = list(metrics.NodeCollector(lambda: None, lambda: reachable).collect())
+    assert families[1].name == "hostdev_podresources_reachable"
+    assert families[1].samples[0].value == value

@@ -77,34 +77,41 @@ CONFIG_RELOADS = Counter(
     ["result"],
     registry=REGISTRY,
 )
-PODRESOURCES_REACHABLE = Gauge(
-    "hostdev_podresources_reachable",
-    "1 when the last PodResources List call succeeded, 0 when it failed.",
-    registry=REGISTRY,
-)
 
 
-class DeviceCollector(Collector):
-    """hostdev_devices{resource,state}: read from the device table at scrape time.
+class NodeCollector(Collector):
+    """Read at scrape time from the running node: hostdev_devices{resource,state} from the
+    device table, and hostdev_podresources_reachable from the PodResources reconciler.
 
-    States are exclusive so they sum to the capacity: unhealthy (whatever its use),
+    Device states are exclusive so they sum to the capacity: unhealthy (whatever its use),
     allocated (healthy and held by a pod), healthy (healthy and free)."""
 
-    def __init__(self, table: Callable[[], DeviceTable | None]) -> None:
+    def __init__(
+        self,
+        table: Callable[[], DeviceTable | None],
+        reachable: Callable[[], bool | None] = lambda: None,
+    ) -> None:
         self.table = table
+        self.reachable = reachable
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """One sample per resource and state."""
+        """One device sample per resource and state; reachability once known."""
         family = GaugeMetricFamily(
             "hostdev_devices",
             "Devices served, by resource and state (healthy, allocated, unhealthy).",
             labels=["resource", "state"],
         )
-        table = self.table()
-        for name, counts in sorted(device_counts(table).items()):
+        for name, counts in sorted(device_counts(self.table()).items()):
             for state in ("healthy", "allocated", "unhealthy"):
                 family.add_metric([name, state], counts[state])
         yield family
+        reachable = self.reachable()
+        if reachable is not None:
+            yield GaugeMetricFamily(
+                "hostdev_podresources_reachable",
+                "1 when the last PodResources List call succeeded, 0 when it failed.",
+                value=1 if reachable else 0,
+            )
 
 
 def device_counts(table: DeviceTable | None) -> dict[str, dict[str, int]]:

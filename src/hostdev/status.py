@@ -15,7 +15,7 @@ from typing import Any
 from hostdev.config.model import Config
 from hostdev.health import HealthView, Signals, assess
 from hostdev.host.model import Host, PciAddress
-from hostdev.kubelet.podresources import PodDevice
+from hostdev.kubelet.podlist import PodDevice
 from hostdev.selection import Resource, select
 
 NOT_SERVED = "held by a pod but no longer served (removed or unbound)"

@@ -15,7 +15,7 @@ from hostdev.daemon.live import LiveNode, LiveOptions
 from hostdev.health import Signals
 from hostdev.host.scan import scan_host
 from hostdev.host.signals import vfio_group_nodes
-from hostdev.kubelet.podresources import (
+from hostdev.kubelet.podlist import (
     PodDevice,
     PodResourcesUnavailable,
     by_device,

@@ -15,7 +15,7 @@ from hostdev.cli.serve import add_config_flags, config_from_args
 from hostdev.health import Signals
 from hostdev.host.signals import read_aer_fatal, vfio_group_nodes
 from hostdev.kubelet import constants
-from hostdev.kubelet.podresources import (
+from hostdev.kubelet.podlist import (
     PodResourcesUnavailable,
     by_device,
     list_pod_devices_sync,

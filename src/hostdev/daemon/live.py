@@ -66,7 +66,7 @@ class LiveNode(Node):
         self.uevents: UeventListener | None = None
         self._dirs: DirWatch | None = None
         self._server: metrics.MetricsServer | None = None
-        self._collector = metrics.DeviceCollector(lambda: self._table)
+        self._collector = metrics.NodeCollector(lambda: self._table, self.podresources_reachable)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,6 +104,12 @@ class LiveNode(Node):
     def metrics_port(self) -> int | None:
         """The port /metrics listens on (after start), or None."""
         return self._server.port if self._server else None
+
+    def podresources_reachable(self) -> bool | None:
+        """Whether the PodResources reconciler reached the kubelet last time (None: no
+        reconciler, or no attempt yet)."""
+        reconciler = getattr(self, "reconciler", None)
+        return None if reconciler is None else bool(reconciler.reachable)
 
     def problem(self) -> str | None:
         """None while the daemon is alive and following events (the /healthz answer)."""

@@ -1,4 +1,5 @@
-"""A PodResources v1 client: which pod and container hold each device, as the kubelet says.
+"""PodResources v1 `List` for `hostdev status`: which pod and container hold each device of
+each resource, as the kubelet says (the daemon's reconciler keeps its own, per device ID).
 
 `List` over the kubelet's pod-resources socket (a unix socket, no TLS). The kubelet answers
 for every pod on the node; only device assignments are kept. An unreachable socket or a
