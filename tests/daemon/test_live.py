@@ -42,7 +42,11 @@ class Rig:
 
 @asynccontextmanager
 async def rig(
-    tmp_path: Path, sockdir: Path, config: Config = DEFAULT_CONFIG, config_path: Path | None = None
+    tmp_path: Path,
+    sockdir: Path,
+    config: Config = DEFAULT_CONFIG,
+    config_path: Path | None = None,
+    debounce: float = 0.005,
 ) -> AsyncIterator[Rig]:
     host = build_example("gpu-node", tmp_path / "host")
     for address in (GPU_A, GPU_B):
@@ -56,6 +60,7 @@ async def rig(
         uevent_socket=injector.daemon_end,
         config_path=config_path,
         metrics_address="127.0.0.1:0",
+        debounce=debounce,
     )
     node = LiveNode(
         host.fs, config, sim.plugin_dir, sim.plugin_dir / "kubelet.sock",
@@ -80,9 +85,11 @@ async def test_unbind_uevent_marks_unhealthy(tmp_path: Path, sockdir: Path) -> N
         await r.sim.wait_devices(T4, 2)
         before = _sample("hostdev_health_transitions_total", {"resource": T4, "to": "unhealthy"})
         message = uevent_for(r.host, "unbind", GPU_A)
+        runs = r.node.rescans.runs
         r.kernel.write(str(r.host.device_dir(GPU_A) / "driver" / "unbind"), GPU_A)
         r.uevents.send(message)
         await r.sim.wait_devices(T4, 1)
+        await r.node.rescans.wait_runs(runs + 1)
         assert r.health(T4) == {GPU_A: UNHEALTHY, GPU_B: HEALTHY}
         assert r.sim.capacity()[T4] == 2  # still listed: Unhealthy, not vanished
         assert r.node.health.of(GPU_A).reason == "unbound (no driver)"
@@ -98,8 +105,10 @@ async def test_unbind_uevent_marks_unhealthy(tmp_path: Path, sockdir: Path) -> N
 async def test_removal_seen_through_inotify_alone(tmp_path: Path, sockdir: Path) -> None:
     async with rig(tmp_path, sockdir) as r:
         await r.sim.wait_devices(T4, 2)
+        runs = r.node.rescans.runs
         r.kernel.write(str(r.host.device_dir(GPU_B) / "remove"), "1")  # /dev/vfio/13 goes too
         await r.sim.wait_devices(T4, 1)
+        await r.node.rescans.wait_runs(runs + 1)
         assert r.health(T4)[GPU_B] == UNHEALTHY
         assert r.node.health.of(GPU_B).reason == "removed from the bus"
         assert r.uevents.sent == 0
@@ -246,8 +255,30 @@ async def test_metrics_and_healthz_over_http(tmp_path: Path, sockdir: Path) -> N
 async def test_vfio_node_vanishing(tmp_path: Path, sockdir: Path, reason: str) -> None:
     async with rig(tmp_path, sockdir) as r:
         await r.sim.wait_devices(T4, 2)
+        runs = r.node.rescans.runs
         os.unlink(r.host.root / "dev" / "vfio" / "11")
         if reason == "uevent":
             r.uevents.send(uevent_for(r.host, "change", GPU_A))
         await r.sim.wait_devices(T4, 1)
+        await r.node.rescans.wait_runs(runs + 1)
         assert r.node.health.of(GPU_A).reason == "/dev/vfio/11 vanished"
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["unbind-uevent", "remove-uevent", "vfio-node-inotify"],
+    ids=["unbind-uevent", "remove-uevent", "vfio-node-inotify"],
+)
+async def test_fast_path_reaches_the_kubelet_before_the_rescan(
+    tmp_path: Path, sockdir: Path, how: str
+) -> None:
+    async with rig(tmp_path, sockdir, debounce=30.0) as r:  # the rescan waits 30 s
+        await r.sim.wait_devices(T4, 2)
+        runs = r.node.rescans.runs
+        if how == "vfio-node-inotify":
+            os.unlink(r.host.root / "dev" / "vfio" / "11")
+        else:
+            r.uevents.send(uevent_for(r.host, how.split("-")[0], GPU_A))
+        await r.sim.wait_devices(T4, 1)
+        assert r.health(T4)[GPU_A] == UNHEALTHY
+        assert r.node.rescans.runs == runs  # no rescan has run yet

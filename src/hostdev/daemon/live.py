@@ -1,6 +1,8 @@
 """`LiveNode`: the serving node, kept in step with the host and the config file while it runs.
 
-Events (kernel uevents, inotify on /dev/vfio, the backstop timer) poke a coalescer that runs
+A `remove`/`unbind` uevent or a vanished /dev/vfio/<group> node marks the devices concerned
+Unhealthy at once (the fast path). Every event (kernel uevents, inotify on /dev/vfio, the
+backstop timer) also pokes a coalescer that runs
 one rescan per burst: scan the host, read the health signals (AER counters, /dev/vfio nodes),
 judge every served device (`hostdev.health`), then update the device table in one step so
 ListAndWatch sends one message per change. Devices that vanish or leave vfio-pci stay listed
@@ -12,9 +14,10 @@ resources it keeps; an invalid one is logged and the last good config stays in f
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,15 @@ from hostdev.host.model import Host
 from hostdev.host.signals import read_aer_fatal, vfio_group_nodes
 from hostdev.host.uevent import Uevent
 from hostdev.kubelet.state import ResourceChanges
-from hostdev.selection import select
+from hostdev.selection import ServedDevice, select
 
 log = logging.getLogger(__name__)
+# Events that tell, without a rescan, that a served device can no longer be used.
+_FAST_REASONS = {
+    ("pci", "remove"): "removed from the bus",
+    ("pci", "unbind"): "unbound (no driver)",
+    ("mdev", "remove"): "mdev removed",
+}
 STUCK_AFTER_S = 60.0  # a rescan or reload running this long fails /healthz
 
 
@@ -132,14 +141,35 @@ class LiveNode(Node):
         self._dirs = DirWatch(
             Path(self.fs.dev("vfio")),
             self.live.config_path,
-            lambda path: self.rescans.poke(f"inotify {path}"),
+            self._on_vfio_event,
             lambda: self.reloads.poke("config file changed"),
         )
         self._dirs.start()
 
     def _on_uevent(self, event: Uevent) -> None:
         log.debug("uevent %s", event.summary())
+        reason = _FAST_REASONS.get((event.subsystem, event.action))
+        if reason is not None:
+            self._mark_now(lambda d: d.id == event.device, reason)
         self.rescans.poke(f"uevent {event.summary()}")
+
+    def _on_vfio_event(self, path: str) -> None:
+        name = path.rpartition("/")[2]
+        if name.isdigit() and not os.path.exists(self.fs.dev("vfio", name)):
+            group = int(name)
+            self._mark_now(lambda d: d.iommu_group == group, f"/dev/vfio/{name} vanished")
+        self.rescans.poke(f"inotify {path}")
+
+    def _mark_now(self, match: Callable[[ServedDevice], bool], reason: str) -> None:
+        """Fast path: mark matching served devices unhealthy before the rescan confirms it,
+        so the kubelet hears within a millisecond instead of after a full sysfs walk."""
+        if self._table is None:
+            return
+        for name in self.table.resource_names():
+            snapshot = self.table.snapshot(name)
+            for view in snapshot.views if snapshot else ():
+                if view.healthy and match(view.device):
+                    self.table.set_health(view.device.id, reason)
 
     def _on_overflow(self) -> None:
         self.rescans.poke("overflow")
