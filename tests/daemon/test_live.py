@@ -282,3 +282,16 @@ async def test_fast_path_reaches_the_kubelet_before_the_rescan(
         await r.sim.wait_devices(T4, 1)
         assert r.health(T4)[GPU_A] == UNHEALTHY
         assert r.node.rescans.runs == runs  # no rescan has run yet
+
+
+async def test_health_ignores_whether_a_pod_holds_the_device(tmp_path: Path, sockdir: Path) -> None:
+    async with rig(tmp_path, sockdir) as r:
+        await r.sim.wait_devices(T4, 2)
+        pod = await r.sim.create_pod("vm-a", {"compute": {T4: 1}})
+        (held,) = pod.device_ids(T4)
+        r.node.table.set_in_use([held])
+        r.host.unbind(held)
+        r.uevents.send(uevent_for(r.host, "unbind", held))
+        await r.sim.wait_devices(T4, 1)
+        assert r.health(T4)[held] == UNHEALTHY
+        assert r.sim.pod("vm-a") is not None  # the kubelet keeps the allocation

@@ -13,6 +13,7 @@ resources it keeps; an invalid one is logged and the last good config stays in f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -105,7 +106,7 @@ class LiveNode(Node):
         if self._dirs is not None:
             self._dirs.close()
             self._dirs = None
-        if self._collector in metrics.REGISTRY._collector_to_names:
+        with contextlib.suppress(KeyError):  # not registered when start() failed early
             metrics.REGISTRY.unregister(self._collector)
         await super().stop()
 
