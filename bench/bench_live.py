@@ -75,13 +75,14 @@ async def _latencies(root: Path, pfs: int, vfs: int, events: int) -> Figures:
     async with KubeletSimulator(root / "plugins", write_checkpoint=False) as sim:
         node = LiveNode(host.fs, DEFAULT_CONFIG, sim.plugin_dir, sim.kubelet_socket,
                         backoff=Backoff(0.01, 2, 0.1), live=live)  # fmt: skip
-        vfs_list = sorted(host.vfs_of(f"0000:{0x20:02x}:00.0"))
+        vfs_list = sorted(host.vfs_of("0000:20:00.0") + host.vfs_of("0000:22:00.0"))
         for address in vfs_list:  # AER-capable functions have the file from boot
             host.set_aer_fatal(address, {})
         await node.start()
         try:
             await node.wait_registered()
             await sim.wait_devices(VF, pfs * vfs, timeout=120)
+            await sim.wait_devices(T4, 8, timeout=120)
             figures.served = sum(len(sim.devices(r)) for r in (T4, VF))
             figures.unbind = await _unbind_rebind(host, sim, injector, vfs_list[:events])
             figures.aer = await _aer(host, sim, injector, vfs_list[-events:])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,9 @@ from hostdev import metrics
 from hostdev.config import DEFAULT_CONFIG, load_config
 from hostdev.config.model import Config
 from hostdev.daemon.live import LiveNode, LiveOptions
+from hostdev.host.fs import HostFS
+from hostdev.host.model import Host
+from hostdev.host.scan import scan_host
 from hostdev.kubelet.constants import HEALTHY, UNHEALTHY
 from hostdev.kubelet.registration import Backoff
 from hostdev.kubelet.simulator import KubeletSimulator
@@ -24,6 +29,7 @@ from hostdev.testing.fakekernel import FakeKernelWriter
 
 T4 = "devices.kubevirt.io/10de_1eb8"
 GPU_A, GPU_B = "0000:65:00.0", "0000:b3:00.0"
+GEFORCE, GEFORCE_FN = "devices.kubevirt.io/10de_2184", "0000:17:00.0"
 
 
 @dataclass
@@ -47,6 +53,7 @@ async def rig(
     config: Config = DEFAULT_CONFIG,
     config_path: Path | None = None,
     debounce: float = 0.005,
+    scanner: Callable[[HostFS], Host] = scan_host,
 ) -> AsyncIterator[Rig]:
     host = build_example("gpu-node", tmp_path / "host")
     for address in (GPU_A, GPU_B):
@@ -64,7 +71,7 @@ async def rig(
     )
     node = LiveNode(
         host.fs, config, sim.plugin_dir, sim.plugin_dir / "kubelet.sock",
-        backoff=Backoff(0.01, 2, 0.1), live=live,
+        backoff=Backoff(0.01, 2, 0.1), live=live, scanner=scanner,
     )  # fmt: skip
     await node.start()
     try:
@@ -295,3 +302,34 @@ async def test_health_ignores_whether_a_pod_holds_the_device(tmp_path: Path, soc
         await r.sim.wait_devices(T4, 1)
         assert r.health(T4)[held] == UNHEALTHY
         assert r.sim.pod("vm-a") is not None  # the kubelet keeps the allocation
+
+
+async def test_fast_mark_survives_a_scan_that_predates_it(tmp_path: Path, sockdir: Path) -> None:
+    scanned, release = threading.Event(), threading.Event()
+    calls = 0
+
+    def slow_scanner(fs: HostFS) -> Host:
+        nonlocal calls
+        calls += 1
+        snapshot = scan_host(fs)
+        if calls == 2:  # the first rescan: its snapshot is taken before the unbind
+            scanned.set()
+            release.wait(30)
+        return snapshot
+
+    async with rig(tmp_path, sockdir, scanner=slow_scanner) as r:
+        await r.sim.wait_devices(GEFORCE, 1)
+        runs = r.node.rescans.runs
+        r.uevents.send(uevent_for(r.host, "change", GPU_B))
+        await asyncio.to_thread(scanned.wait, 30)
+        # Its audio function stays on vfio-pci, so /dev/vfio/15 stays: only the fast path and
+        # the next scan can tell.
+        r.host.unbind(GEFORCE_FN)
+        r.uevents.send(uevent_for(r.host, "unbind", GEFORCE_FN))
+        await r.sim.wait_devices(GEFORCE, 0)  # the fast path, while the scan still runs
+        release.set()
+        await r.node.rescans.wait_runs(runs + 1)
+        snapshot = r.node.table.snapshot(GEFORCE)
+        assert snapshot is not None and not snapshot.by_id[GEFORCE_FN].healthy  # no flap back
+        await r.node.rescans.wait_runs(runs + 2)
+        assert r.node.health.of(GEFORCE_FN).reason == "unbound (no driver)"

@@ -13,6 +13,7 @@ resources it keeps; an invalid one is logged and the last good config stays in f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -76,6 +77,7 @@ class LiveNode(Node):
         self.uevents: UeventListener | None = None
         self._dirs: DirWatch | None = None
         self._server: metrics.MetricsServer | None = None
+        self._fresh_marks: dict[str, str] = {}  # fast-path marks since the last scan began
         self._collector = metrics.NodeCollector(lambda: self._table, self.podresources_reachable)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -83,7 +85,7 @@ class LiveNode(Node):
         """Serve, judge the first snapshot, then start following events."""
         await super().start()
         self.table.keep_vanished = True
-        self.table.update_host(self.table.host, self._judge(self.table.host))
+        self.table.update_host(self.table.host, self._judge_now(self.table.host))
         self._start_watchers()
         self.rescans.start()
         self.reloads.start()
@@ -170,6 +172,7 @@ class LiveNode(Node):
             snapshot = self.table.snapshot(name)
             for view in snapshot.views if snapshot else ():
                 if view.healthy and match(view.device):
+                    self._fresh_marks[view.device.id] = reason
                     self.table.set_health(view.device.id, reason)
 
     def _on_overflow(self) -> None:
@@ -177,10 +180,19 @@ class LiveNode(Node):
 
     # --- rescans --------------------------------------------------------------------------
     async def rescan(self) -> ResourceChanges:
-        """Scan the host, judge every served device, publish once, follow resource changes."""
+        """Scan the host, judge every served device, publish once, follow resource changes.
+
+        The sysfs reads run in a worker thread so events keep being handled meanwhile; a
+        fast-path mark made during the scan outlives it (the snapshot may predate the change)
+        until the next rescan, which its event has already asked for."""
         started = time.perf_counter()
-        host = self.scanner(self.fs)
-        health = self._judge(host)
+        self._fresh_marks.clear()
+        host, nodes = await asyncio.to_thread(self._read_host)
+        ids = self._served_ids(host)
+        aer = await asyncio.to_thread(read_aer_fatal, self.fs, aer_watch_list(host, ids))
+        health = self._judge(host, ids, Signals(aer, nodes))
+        for device_id, reason in self._fresh_marks.items():
+            health.setdefault(device_id, reason)
         changes = self.table.update_host(host, health)
         metrics.SCAN_SECONDS.set(time.perf_counter() - started)
         await self._apply(changes)
@@ -216,12 +228,18 @@ class LiveNode(Node):
         ids.update(d.id for r in select(host, self.config) for d in r.devices)
         return ids
 
-    def _judge(self, host: Host) -> dict[str, str]:
-        """Judge every served device on a snapshot; returns ID → reason for unhealthy ones."""
+    def _read_host(self) -> tuple[Host, frozenset[int]]:
+        """The blocking part of a rescan: the sysfs walk and the /dev/vfio listing."""
+        return self.scanner(self.fs), vfio_group_nodes(self.fs)
+
+    def _judge_now(self, host: Host) -> dict[str, str]:
+        """Judge a snapshot, reading the signals on the spot (at start, before any event)."""
         ids = self._served_ids(host)
-        signals = Signals(
-            read_aer_fatal(self.fs, aer_watch_list(host, ids)), vfio_group_nodes(self.fs)
-        )
+        aer = read_aer_fatal(self.fs, aer_watch_list(host, ids))
+        return self._judge(host, ids, Signals(aer, vfio_group_nodes(self.fs)))
+
+    def _judge(self, host: Host, ids: set[str], signals: Signals) -> dict[str, str]:
+        """Judge every served device on a snapshot; returns ID → reason for unhealthy ones."""
         view = assess(self.health, host, ids, signals)
         owners = self._owners()
         for change in transitions(self.health, view):
