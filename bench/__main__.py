@@ -23,8 +23,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{platform.node()}: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str]) -> int:

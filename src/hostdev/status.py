@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hostdev.config.model import Config
 from hostdev.health import HealthView, Signals, assess
 from hostdev.host.model import Host, PciAddress
-from hostdev.kubelet.podlist import PodDevice
 from hostdev.selection import Resource, select
+
+if TYPE_CHECKING:
+    from hostdev.kubelet.podlist import PodDevice
 
 NOT_SERVED = "held by a pod but no longer served (removed or unbound)"
 

@@ -173,3 +173,20 @@ def test_script_wait_timeout_is_a_clean_error(
     assert "error: steps[0] (wait-registered example.com/x): timed out after 0.1s" in (
         capsys.readouterr().err
     )
+
+
+BAD_FLAGS = [
+    ("negative-duration", ["kubelet-sim", "--plugin-dir", "{d}", "--duration", "-1"], "--duration"),
+    ("zero-timeout", ["inspect", "--socket", "{d}/x.sock", "--timeout", "0"], "--timeout"),
+    ("long-socket-path", ["kubelet-sim", "--plugin-dir", "{d}/" + "x" * 120], "too long"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), [b[1:] for b in BAD_FLAGS], ids=[b[0] for b in BAD_FLAGS]
+)
+def test_bad_flags(
+    sockdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main([a.replace("{d}", str(sockdir)) for a in argv]) == 2
+    assert message in capsys.readouterr().err

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from hostdev.kubelet import node
+from hostdev.kubelet import devicemanager
 from hostdev.kubelet.api import deviceplugin_pb2 as dp
 from hostdev.kubelet.resourcename import extended_resource_name_problem
 
 
-def resource(name: str, healthy: int, unhealthy: int) -> node.ResourceState:
+def resource(name: str, healthy: int, unhealthy: int) -> devicemanager.ResourceState:
     health = ["Healthy"] * healthy + ["Unhealthy"] * unhealthy
     devices = {f"d{i}": dp.Device(ID=f"d{i}", health=h) for i, h in enumerate(health)}
-    return node.ResourceState(name, devices)
+    return devicemanager.ResourceState(name, devices)
 
 
 def test_describe_node_blocks() -> None:
@@ -20,10 +20,13 @@ def test_describe_node_blocks() -> None:
         "devices.kubevirt.io/10de_1eb8": resource("devices.kubevirt.io/10de_1eb8", 2, 0),
         "nvidia.com/TU104GL_Tesla_T4": resource("nvidia.com/TU104GL_Tesla_T4", 1, 1),
     }
-    pod = node.Pod(
-        "p", "default", "uid", [node.Container("c", {}, {"nvidia.com/TU104GL_Tesla_T4": ["d0"]})]
+    pod = devicemanager.Pod(
+        "p",
+        "default",
+        "uid",
+        [devicemanager.Container("c", {}, {"nvidia.com/TU104GL_Tesla_T4": ["d0"]})],
     )
-    assert node.describe_node(resources, [pod]) == (
+    assert devicemanager.describe_node(resources, [pod]) == (
         "Name:               sim-node\n"
         "Capacity:\n"
         "  devices.kubevirt.io/10de_1eb8:  2\n"

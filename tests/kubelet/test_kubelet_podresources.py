@@ -11,7 +11,7 @@ import pytest
 from hostdev.kubelet.api import podresources_pb2 as pr
 from hostdev.kubelet.api import podresources_pb2_grpc as pr_grpc
 from hostdev.kubelet.simulator import KubeletSimulator
-from hostdev.testing.fakeplugin import FakeDevicePlugin
+from hostdev.testing.fakeplugin import FakeDevicePlugin, make_device
 
 RESOURCE = "example.com/gpu"
 
@@ -58,3 +58,26 @@ async def test_get_pod(sim: KubeletSimulator, lister: Any) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await lister.Get(pr.GetPodResourcesRequest(pod_name="nope", pod_namespace="default"))
     assert caught.value.details() == "pod nope in namespace default not found"
+
+
+async def test_device_without_numa_is_listed_on_node_minus_one(
+    sim: KubeletSimulator, plugin: FakeDevicePlugin, lister: Any
+) -> None:
+    plugin.set_devices([make_device("plain")])
+    await sim.wait_for(lambda: set(sim.devices(RESOURCE)) == {"plain"})
+    await sim.create_pod("vm", {"a": {RESOURCE: 1}})
+    (listed,) = (await lister.List(pr.ListPodResourcesRequest())).pod_resources
+    assert devices_of(listed) == {"a": [("plain", [-1])]}
+    allocatable = await lister.GetAllocatableResources(pr.AllocatableResourcesRequest())
+    assert [(d.device_ids[0], d.HasField("topology")) for d in allocatable.devices] == [
+        ("plain", False)
+    ]
+
+
+async def test_socket_is_served_again_after_restart(sim: KubeletSimulator) -> None:
+    await sim.create_pod("empty", {"c": {}})
+    await sim.restart()
+    assert sim.pod_resources_socket is not None
+    async with grpc.aio.insecure_channel(f"unix://{sim.pod_resources_socket}") as channel:
+        response = await pr_grpc.PodResourcesListerStub(channel).List(pr.ListPodResourcesRequest())
+    assert [p.name for p in response.pod_resources] == ["empty"]

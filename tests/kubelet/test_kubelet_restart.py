@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from hostdev.errors import BadInputError
 from hostdev.kubelet.constants import CHECKPOINT_NAME
 from hostdev.kubelet.simulator import KubeletSimulator
 from hostdev.testing.fakeplugin import FakeDevicePlugin
@@ -66,3 +69,10 @@ async def test_checkpoint_lists_allocations(
     assert entry["PodUID"] == pod.uid
     assert entry["DeviceIDs"] == sorted(pod.container("c").devices[RESOURCE])
     assert data["RegisteredDevices"] == {RESOURCE: ["dev0", "dev1", "dev2", "dev3"]}
+
+
+async def test_refuses_a_directory_a_kubelet_serves(sim: KubeletSimulator) -> None:
+    second = KubeletSimulator(sim.plugin_dir)
+    with pytest.raises(BadInputError, match="a kubelet already listens there"):
+        await second.start()
+    assert sim.kubelet_socket.is_socket(), "the running kubelet's socket is untouched"

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.errors import BadInputError
-from hostdev.kubelet import node
+from hostdev.kubelet import devicemanager
 from hostdev.kubelet.constants import DEVICE_PLUGIN_DIR
 from hostdev.kubelet.inspect import DEFAULT_TIMEOUT_S, inspect_plugin
 from hostdev.kubelet.script import Step, load_script, run_script
@@ -113,7 +113,7 @@ class StatusPrinter:
     def show(self) -> None:
         """Print the status if it changed (and once there is any resource)."""
         cap, alloc = self._sim.capacity(), self._sim.allocatable()
-        text = "\n".join(node.status_lines(cap, alloc)) + "\n"
+        text = "\n".join(devicemanager.status_lines(cap, alloc)) + "\n"
         if text != self._shown and cap:
             self._out.write(text)
             self._out.flush()

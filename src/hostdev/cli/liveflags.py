@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hostdev.daemon.live import LiveOptions
 from hostdev.daemon.logs import add_log_flags, configure_logging
-from hostdev.metrics import parse_address
+
+if TYPE_CHECKING:
+    from hostdev.daemon.live import LiveOptions
 
 DEFAULT_RESCAN_INTERVAL_S = 60.0
 _DURATION = re.compile(r"^(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?$")
@@ -51,6 +53,9 @@ def add_live_flags(parser: argparse.ArgumentParser) -> None:
 
 def live_options(args: argparse.Namespace) -> LiveOptions:
     """LiveOptions from the flags (raises BadInputError for a bad --metrics-address)."""
+    from hostdev.daemon.live import LiveOptions  # imported late: it pulls in gRPC
+    from hostdev.metrics import parse_address
+
     if args.metrics_address:
         parse_address(args.metrics_address)
     return LiveOptions(

@@ -19,6 +19,7 @@ from hostdev.errors import HostdevError
 # Each module defines register(subparsers); the handler it sets returns the exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per module; keep sorted to make merges trivial
+    "hostdev.cli.bind",
     "hostdev.cli.config",
     "hostdev.cli.doctor",
     "hostdev.cli.example",

@@ -1,68 +1,140 @@
-"""`hostdev render ...`: print configuration for other components. `render kubevirt` prints
-the permittedHostDevices block an admin adds to the KubeVirt or HyperConverged CR for what
-hostdev serves on this host (externalResourceProvider: true, so KubeVirt starts no plugin of
-its own for these names but still admits VMs that ask for them)."""
+"""`hostdev render KIND`: print the files that bind devices to vfio-pci at boot (and, through
+render_kubevirt, the KubeVirt permittedHostDevices block).
+
+Kinds: modprobe (/etc/modprobe.d/vfio.conf), modules-load (/etc/modules-load.d/vfio-pci.conf),
+butane (100-<role>-vfiopci.bu), machineconfig (what Butane compiles it to) and kernel-args
+(the 100-<role>-iommu MachineConfig). Devices are vendor:device IDs given literally or found
+on this host by address, glob or ID; with none given, the IDs of the devices on vfio-pci now.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-import yaml
+from hostdev.binding.selectors import Selector, parse_selector, resolve
+from hostdev.cli import render_kubevirt
+from hostdev.cli.common import add_host_flags, host_fs
+from hostdev.errors import BadInputError, HostReadError
+from hostdev.host.fs import read_text
+from hostdev.host.model import VFIO_PCI, Host, PciDevice
+from hostdev.host.scan import scan_host
+from hostdev.render import openshift
+from hostdev.render.files import HostFile, modprobe_conf, modules_load_conf, native_drivers
 
-from hostdev.cli.common import add_host_flags, load_host
-from hostdev.cli.serve import add_config_flags, config_from_args
-from hostdev.host.model import Host
-from hostdev.selection import Resource, select
+KINDS = ("modprobe", "modules-load", "butane", "machineconfig", "kernel-args")
+_HELP = {
+    "modprobe": "/etc/modprobe.d/vfio.conf: options vfio-pci ids=... and softdep lines",
+    "modules-load": "/etc/modules-load.d/vfio-pci.conf",
+    "butane": "the Butane config 100-<role>-vfiopci.bu (variant openshift)",
+    "machineconfig": "the MachineConfig the Butane config compiles to",
+    "kernel-args": "the 100-<role>-iommu MachineConfig (intel_iommu=on or amd_iommu=on)",
+}
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the render command group."""
-    parser = subparsers.add_parser("render", help="print config for other components")
-    commands = parser.add_subparsers(dest="render_command", metavar="TARGET", required=True)
-    kubevirt = commands.add_parser("kubevirt", help="KubeVirt permittedHostDevices block")
-    add_config_flags(kubevirt)
-    add_host_flags(kubevirt)
-    kubevirt.set_defaults(handler=run_kubevirt)
-
-
-def permitted_host_devices(host: Host, resources: tuple[Resource, ...]) -> dict[str, Any]:
-    """The block for the given resources: one entry per vendor:device or mdev type served."""
-    pci: list[dict[str, Any]] = []
-    mdev: list[dict[str, Any]] = []
-    for resource in resources:
-        if resource.kind == "mdev":
-            types = {m.uuid: m.type_name for m in host.mdevs}
-            for name in dict.fromkeys(types[d.id] for d in resource.devices if d.id in types):
-                mdev.append(
-                    {
-                        "mdevNameSelector": name,
-                        "resourceName": resource.name,
-                        "externalResourceProvider": True,
-                    }
-                )
-            continue
-        pairs = (host.devices[d.address].vendor_device for d in resource.devices)
-        for pair in dict.fromkeys(pairs):
-            pci.append(
-                {
-                    "pciVendorSelector": pair.upper(),
-                    "resourceName": resource.name,
-                    "externalResourceProvider": True,
-                }
+def register(subparsers: Any) -> None:
+    """Add `render` with one subcommand per kind (so options and devices may mix freely)."""
+    render = subparsers.add_parser(
+        "render", help="print vfio-pci host configuration (modprobe, Butane, MachineConfig)"
+    )
+    kinds = render.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind in KINDS:
+        parser = kinds.add_parser(kind, help=_HELP[kind], description=_HELP[kind])
+        if kind != "kernel-args":
+            parser.add_argument(
+                "targets",
+                nargs="*",
+                metavar="SELECTOR",
+                help="vendor:device IDs (10de:1eb8), addresses or globs",
             )
-    block: dict[str, Any] = {}
-    if pci:
-        block["pciHostDevices"] = pci
-    if mdev:
-        block["mediatedDevices"] = mdev
-    return {"permittedHostDevices": block}
+        parser.add_argument("--role", default="worker", help="machine config pool (default worker)")
+        parser.add_argument(
+            "--openshift-version", default="4.20", help="cluster version X.Y (default 4.20)"
+        )
+        if kind == "kernel-args":
+            parser.add_argument(
+                "--cpu-vendor",
+                choices=sorted(openshift.IOMMU_ARGS),
+                help="override the vendor read from /proc/cpuinfo",
+            )
+            parser.add_argument(
+                "--iommu-pt",
+                action="store_true",
+                help="add iommu=pt (passthrough for host-owned devices)",
+            )
+        else:
+            parser.add_argument(
+                "--no-softdep",
+                action="store_true",
+                help="only the options line in vfio.conf, no softdep lines",
+            )
+        add_host_flags(parser)
+        parser.set_defaults(handler=_render)
+    render_kubevirt.add_parser(kinds)
 
 
-def run_kubevirt(args: argparse.Namespace) -> int:
-    """Print the block for what `hostdev serve` would serve here."""
-    config = config_from_args(args)
-    _, host = load_host(args)
-    resources = select(host, config)
-    print(yaml.safe_dump(permitted_host_devices(host, resources), sort_keys=False), end="")
+def _render(args: argparse.Namespace) -> int:
+    openshift.check_role(args.role)
+    openshift.openshift_minor(args.openshift_version)
+    if args.kind == "kernel-args":
+        document = openshift.kernel_args_machineconfig(
+            _cpu_vendor(args), args.role, args.openshift_version, iommu_pt=args.iommu_pt
+        )
+        sys.stdout.write(openshift.to_yaml(document))
+        return 0
+    files = _files(args)
+    if args.kind in ("modprobe", "modules-load"):
+        contents = files[0 if args.kind == "modprobe" else 1].contents
+        sys.stdout.write(contents if contents.endswith("\n") else contents + "\n")
+    elif args.kind == "butane":
+        sys.stdout.write(openshift.butane(files, args.role, args.openshift_version))
+    else:
+        document = openshift.machineconfig(files, args.role, args.openshift_version)
+        sys.stdout.write(openshift.to_yaml(document))
     return 0
+
+
+def _cpu_vendor(args: argparse.Namespace) -> str:
+    if args.cpu_vendor:
+        return str(args.cpu_vendor)
+    fs = host_fs(args)
+    vendor = openshift.cpu_vendor_from_cpuinfo(read_text(fs.proc("cpuinfo")))
+    if vendor is None:
+        raise BadInputError(
+            f"cannot tell Intel from AMD in {fs.proc('cpuinfo')}: pass --cpu-vendor intel|amd"
+        )
+    return vendor
+
+
+def _files(args: argparse.Namespace) -> list[HostFile]:
+    selectors = [parse_selector(t) for t in args.targets]
+    host = _host(args, needed=not selectors or any(s.kind != "id" for s in selectors))
+    devices = host.sorted_devices() if host else []
+    ids = _ids(host, selectors, devices)
+    softdeps = [] if args.no_softdep else [m for i in ids for m in native_drivers(i, devices)]
+    return [modprobe_conf(ids, softdeps), modules_load_conf()]
+
+
+def _host(args: argparse.Namespace, *, needed: bool) -> Host | None:
+    try:
+        return scan_host(host_fs(args))
+    except HostReadError:
+        if needed:
+            raise
+        return None
+
+
+def _ids(host: Host | None, selectors: list[Selector], devices: list[PciDevice]) -> list[str]:
+    if not selectors:
+        ids = [d.vendor_device for d in devices if d.driver == VFIO_PCI and not d.is_bridge]
+        if not ids:
+            raise BadInputError("no device is on vfio-pci on this host: name vendor:device IDs")
+        return list(dict.fromkeys(ids))
+    ids = []
+    for selector in selectors:
+        if selector.kind == "id":
+            ids.append(selector.value)
+        elif host is not None:
+            ids += [host.devices[a].vendor_device for a in resolve(host, [selector])]
+    return list(dict.fromkeys(ids))

@@ -7,13 +7,15 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.cli.liveflags import add_live_flags, live_options, setup_logging
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
-from hostdev.daemon.live import LiveNode
-from hostdev.daemon.node import Node
 from hostdev.kubelet import constants
+
+if TYPE_CHECKING:
+    from hostdev.daemon.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, then serve until a signal arrives."""
+    from hostdev.daemon.live import LiveNode
+
     config = config_from_args(args)
     live = live_options(args)
     setup_logging(args)

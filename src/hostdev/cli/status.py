@@ -15,11 +15,6 @@ from hostdev.cli.serve import add_config_flags, config_from_args
 from hostdev.health import Signals
 from hostdev.host.signals import read_aer_fatal, vfio_group_nodes
 from hostdev.kubelet import constants
-from hostdev.kubelet.podlist import (
-    PodResourcesUnavailable,
-    by_device,
-    list_pod_devices_sync,
-)
 from hostdev.status import NodeStatus, aer_addresses, node_status, status_document
 
 
@@ -41,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Print the node's status; 0 even when PodResources is unreachable (it is reported)."""
+    from hostdev.kubelet.podlist import (  # imported late: it pulls in gRPC
+        PodResourcesUnavailable,
+        by_device,
+        list_pod_devices_sync,
+    )
+
     config = config_from_args(args)
     fs, host = load_host(args)
     signals = Signals(read_aer_fatal(fs, aer_addresses(host, config)), vfio_group_nodes(fs))

@@ -77,6 +77,8 @@ class Node:
     async def stop(self) -> None:
         """Stop every server and remove our sockets."""
         self._watch.stop()
+        if self._table is not None:
+            self._table.close()
         for name in list(self.registrars):
             await self._remove(name, quiet=True)
         log.info("stopped; sockets removed from %s", self.plugin_dir)

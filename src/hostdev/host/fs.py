@@ -100,6 +100,14 @@ def list_dir(path: str, dir_fd: int | None = None) -> list[str]:
         os.close(fd)
 
 
+def list_dir_fd(fd: int) -> list[str]:
+    """Entries of an already open directory, or an empty list when it is gone."""
+    try:
+        return os.listdir(fd)
+    except OSError:
+        return []
+
+
 def open_dir(path: str, dir_fd: int | None = None) -> int | None:
     """An O_DIRECTORY fd for relative reads, or None when the directory is gone."""
     try:
@@ -111,3 +119,19 @@ def open_dir(path: str, dir_fd: int | None = None) -> int | None:
 def exists(path: str) -> bool:
     """Whether a path exists (a dangling link counts as missing)."""
     return os.path.exists(path)
+
+
+def walk_dirs(path: str, max_depth: int, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Real subdirectories of path down to max_depth levels, never following symlinks."""
+    found: list[str] = []
+    level = [path]
+    for _ in range(max_depth):
+        following: list[str] = []
+        for parent in level:
+            for name in list_dir(parent):
+                child = os.path.join(parent, name)
+                if name not in skip and not os.path.islink(child) and os.path.isdir(child):
+                    following.append(child)
+        found.extend(following)
+        level = following
+    return found

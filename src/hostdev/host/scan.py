@@ -15,7 +15,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostdev.host.fs import HostFS, link_name, link_target, list_dir, open_dir, read_text
+from hostdev.host.fs import (
+    HostFS,
+    link_name,
+    link_target,
+    list_dir,
+    list_dir_fd,
+    open_dir,
+    read_text,
+)
 from hostdev.host.model import (
     Host,
     IommuGroup,
@@ -28,6 +36,7 @@ from hostdev.host.model import (
 )
 
 _HEX4 = re.compile(r"^[0-9a-f]{4}$")
+_HEX_VALUE = re.compile(r"(?:0x)?([0-9a-f]+)")
 _ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -96,7 +105,7 @@ def _group_number(dir_fd: int) -> int | None:
 def _scan_device(
     address: PciAddress, target: str | None, fd: int, group: int | None
 ) -> dict[str, Any]:
-    entries = set(list_dir(".", fd))
+    entries = set(list_dir_fd(fd))
     if not entries:
         raise _Skip("vanished during the scan")
     uevent = _parse_uevent(read_text("uevent", fd))
@@ -162,10 +171,10 @@ def _hex_value(text: str | None, width: int) -> str | None:
     """ "0x10de" → "10de"; None for garbage or a value wider than width digits."""
     if text is None:
         return None
-    value = text.strip().lower().removeprefix("0x")
-    if not value or len(value) > width or any(c not in "0123456789abcdef" for c in value):
+    match = _HEX_VALUE.fullmatch(text.strip().lower())
+    if match is None or len(match[1]) > width:
         return None
-    return value.zfill(width)
+    return match[1].zfill(width)
 
 
 def _class_code(uevent_class: str | None, fd: int) -> str:
@@ -192,12 +201,11 @@ def _override(text: str | None) -> str | None:
 
 def _pci_path(target: str | None) -> tuple[str, ...]:
     """Upstream bridge addresses from the bus link target, root port first."""
-    if target is None:
-        return ()
-    parts = target.split("/")
     # ../../../devices/pci0000:00/<bridge>/.../<self>: bridges sit between the root and self
-    start = next((i for i, p in enumerate(parts) if p.startswith("pci")), len(parts))
-    return tuple(parts[start + 1 : -1])
+    root = target.find("/pci") if target else -1
+    if target is None or root < 0:
+        return ()
+    return tuple(target[root + 1 :].split("/")[1:-1])
 
 
 def _link_address(name: str, fd: int) -> PciAddress | None:
@@ -218,7 +226,7 @@ def _int_or(text: str | None, default: int) -> int:
 
 def _sriov(fd: int) -> Sriov:
     vfs = []
-    for name in list_dir(".", fd):
+    for name in list_dir_fd(fd):
         if name.startswith("virtfn") and name[6:].isdigit():
             vf = _link_address(name, fd)
             if vf is not None:

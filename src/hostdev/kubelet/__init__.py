@@ -1,4 +1,4 @@
-"""The kubelet side of the device plugin API: generated protocol code, constants, simulator.
+"""The kubelet device plugin API: generated protocol code, constants, the plugin side, a simulator.
 
 gRPC's C core logs routine connection events (a peer's GOAWAY on shutdown) at INFO on stderr;
 unless the user chose a verbosity, keep it to errors so command output stays readable.

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 VFIO_CONTAINER = "/dev/vfio/vfio"
 IOMMUFD = "/dev/iommu"
 PERMISSIONS = "mrw"
+STOP_GRACE_S = 0.5  # lets ended ListAndWatch streams finish instead of being cancelled
 
 
 def socket_name(resource_name: str) -> str:
@@ -167,7 +168,7 @@ class PluginServer:
         """Stop serving; remove the socket file unless told otherwise."""
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(grace=None)
+            await server.stop(grace=STOP_GRACE_S)
         if remove:
             self._unlink()
 

@@ -142,10 +142,8 @@ class Registrar:
                 continue
             attempt += 1
             try:
-                options = await probe(self.server.socket_path)
-                await register_once(
-                    self.kubelet_socket, self.server.endpoint, self.resource_name, options
-                )
+                if not await self._attempt_unless_woken():
+                    continue  # our socket vanished mid-attempt: serve anew, try again at once
             except (grpc.aio.AioRpcError, OSError) as err:
                 text = _describe(err)
                 metrics.REGISTRATIONS.labels(self.resource_name, "failed").inc()
@@ -170,6 +168,32 @@ class Registrar:
             if self.on_registered is not None:
                 self.on_registered(self.resource_name)
             return
+
+    async def _attempt_unless_woken(self) -> bool:
+        """Probe our socket and Register; give up (False) if our socket is deleted meanwhile.
+
+        A kubelet that starts wipes the directory; if it deletes the socket we just made,
+        its Register would dial a missing file until its 10 s timeout. Start over instead."""
+        attempt = asyncio.create_task(self._attempt())
+        woken = asyncio.create_task(self._wake.wait())
+        try:
+            await asyncio.wait({attempt, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        if attempt.done() or not self._socket_lost:
+            await attempt
+            return True
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await attempt
+        self._wake.clear()
+        self._socket_lost = False
+        await self.server.restart()
+        return False
+
+    async def _attempt(self) -> None:
+        options = await probe(self.server.socket_path)
+        await register_once(self.kubelet_socket, self.server.endpoint, self.resource_name, options)
 
     async def _sleep_or_wake(self, delay: float | None) -> None:
         """Wait out the backoff (None: forever), cut short when the kubelet or our socket

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import yaml
 
 from hostdev.errors import ConfigError, HostdevError
-from hostdev.kubelet.node import Pod
+from hostdev.kubelet.devicemanager import Pod
 from hostdev.kubelet.simulator import AllocationError, KubeletSimulator
 
 DEFAULT_STEP_TIMEOUT_S = 60.0

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from hostdev.errors import HostdevError
-from hostdev.kubelet import node
+from hostdev.kubelet import devicemanager
 from hostdev.kubelet.api import deviceplugin_pb2 as dp
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as dp_grpc
 from hostdev.kubelet.api import podresources_pb2 as pr
@@ -56,20 +56,20 @@ class PodResourcesService(pr_grpc.PodResourcesListerServicer):  # type: ignore[m
     async def List(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Every admitted pod with the devices of each container."""
         return pr.ListPodResourcesResponse(
-            pod_resources=[node.pod_resources(p) for p in self._sim.pods]
+            pod_resources=[devicemanager.pod_resources(p) for p in self._sim.pods]
         )
 
     async def GetAllocatableResources(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Every healthy device of every resource."""
         self._sim.capacity()  # expires stopped endpoints first, like the kubelet's GetCapacity
         return pr.AllocatableResourcesResponse(
-            devices=node.allocatable_devices(self._sim.resource_states())
+            devices=devicemanager.allocatable_devices(self._sim.resource_states())
         )
 
     async def Get(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """One pod's resources; an error when the pod is unknown."""
         pod = self._sim.pod(request.pod_name, request.pod_namespace)
         if pod is not None:
-            return pr.GetPodResourcesResponse(pod_resources=node.pod_resources(pod))
+            return pr.GetPodResourcesResponse(pod_resources=devicemanager.pod_resources(pod))
         message = f"pod {request.pod_name} in namespace {request.pod_namespace} not found"
         await context.abort(grpc.StatusCode.UNKNOWN, message)

@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -39,29 +40,27 @@ from typing import Any
 import grpc
 
 from hostdev.errors import BadInputError, HostdevError
-from hostdev.kubelet import node
+from hostdev.kubelet import admission, devicemanager
+from hostdev.kubelet.admission import AllocationError
 from hostdev.kubelet.api import deviceplugin_pb2 as dp
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as dp_grpc
 from hostdev.kubelet.constants import (
     CHECKPOINT_NAME,
     KUBELET_SOCKET_NAME,
-    PRE_START_CONTAINER_TIMEOUT_S,
     REGISTER_DIAL_TIMEOUT_S,
     SUPPORTED_VERSIONS,
     UNHEALTHY,
 )
-from hostdev.kubelet.node import Container, Pod, ResourceState
+from hostdev.kubelet.devicemanager import Container, Pod, ResourceState
 from hostdev.kubelet.resourcename import invalid_resource_name_message, is_extended_resource_name
 from hostdev.kubelet.simservers import PodResourcesService, RegistrationService, go_status
+
+__all__ = ["AllocationError", "KubeletSimulator", "RegistrationRecord", "RegistrationRejected"]
 
 log = logging.getLogger(__name__)
 
 MAX_UNIX_PATH = 107
 DEFAULT_WAIT_S = 10.0
-
-
-class AllocationError(HostdevError):
-    """Pod admission failed; the message is the kubelet's own."""
 
 
 class RegistrationRejected(HostdevError):
@@ -96,7 +95,7 @@ class KubeletSimulator:
         pod_resources_socket: str | Path | None = None,
         *,
         dial_timeout: float = REGISTER_DIAL_TIMEOUT_S,
-        grace_s: float = node.ENDPOINT_STOP_GRACE_S,
+        grace_s: float = devicemanager.ENDPOINT_STOP_GRACE_S,
         clock: Callable[[], float] = time.monotonic,
         write_checkpoint: bool = True,
     ) -> None:
@@ -126,6 +125,11 @@ class KubeletSimulator:
         for path in (self.kubelet_socket, self.pod_resources_socket):
             if path is not None and len(str(path.absolute())) > MAX_UNIX_PATH:
                 raise BadInputError(f"socket path too long for a unix socket: {path}")
+        if _listening(self.kubelet_socket):
+            raise BadInputError(
+                f"{self.kubelet_socket}: a kubelet already listens there; "
+                "the simulator would delete its plugins' sockets"
+            )
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         self._remove_plugin_dir_files()
         await self._serve()
@@ -193,7 +197,7 @@ class KubeletSimulator:
         self._changed.set()
         self._changed = asyncio.Event()
         if self._write_checkpoint and self.plugin_dir.is_dir():
-            data = node.checkpoint(self._resources, self._pods.values())
+            data = devicemanager.checkpoint(self._resources, self._pods.values())
             (self.plugin_dir / CHECKPOINT_NAME).write_text(json.dumps(data))
 
     async def wait_for(
@@ -229,17 +233,17 @@ class KubeletSimulator:
         return sum(1 for r in self.registrations if r.resource == resource and r.error is None)
 
     def _live_resources(self) -> dict[str, ResourceState]:
-        if node.expire_stopped(self._resources, self._clock(), self._grace_s):
+        if devicemanager.expire_stopped(self._resources, self._clock(), self._grace_s):
             self._bump()
         return self._resources
 
     def capacity(self) -> dict[str, int]:
         """Resource -> healthy + unhealthy devices (node status capacity)."""
-        return node.capacity(self._live_resources())
+        return devicemanager.capacity(self._live_resources())
 
     def allocatable(self) -> dict[str, int]:
         """Resource -> healthy devices (node status allocatable)."""
-        return node.allocatable(self._live_resources())
+        return devicemanager.allocatable(self._live_resources())
 
     def available(self) -> dict[str, int]:
         """Resource -> healthy devices not allocated to any pod."""
@@ -259,7 +263,7 @@ class KubeletSimulator:
 
     def describe_node(self) -> str:
         """Capacity, Allocatable and Allocated resources as `kubectl describe node` shows them."""
-        return node.describe_node(self._live_resources(), self._pods.values())
+        return devicemanager.describe_node(self._live_resources(), self._pods.values())
 
     def resource_states(self) -> dict[str, ResourceState]:
         """The device manager's per-resource state (read-only use)."""
@@ -303,7 +307,7 @@ class KubeletSimulator:
         stub = dp_grpc.DevicePluginStub(channel)
         try:
             options = await self._plugin_options(channel, stub)
-        except RegistrationRejected:
+        except BaseException:  # rejected, or cancelled by a stop while dialing
             await channel.close()
             raise
         return _Endpoint(request.resource_name, channel, stub, options)
@@ -379,7 +383,7 @@ class KubeletSimulator:
 
     def _allocated(self, resource: str) -> set[str]:
         pods = [*self._pods.values(), *([self._admitting] if self._admitting else [])]
-        return node.allocated_ids(pods, resource)
+        return devicemanager.allocated_ids(pods, resource)
 
     async def create_pod(
         self,
@@ -392,7 +396,7 @@ class KubeletSimulator:
         Raises AllocationError (pod not created) when admission fails. A failed
         PreStartContainer leaves the pod admitted with the container's start_error set.
         """
-        _check_pod_spec(name, containers)
+        admission.check_pod_spec(name, containers)
         if (namespace, name) in self._pods:
             raise BadInputError(f'pod "{namespace}/{name}" already exists')
         async with self._admission:
@@ -428,20 +432,10 @@ class KubeletSimulator:
             raise AllocationError(f"unknown Device Plugin {resource}")
         preferred: list[str] = []
         if endpoint.options.get_preferred_allocation_available:
-            preferred = await self._preferred(endpoint, available, needed)
-        chosen = [i for i in dict.fromkeys(preferred) if i in available][:needed]
-        chosen += [i for i in sorted(available) if i not in chosen][: needed - len(chosen)]
+            preferred = await admission.preferred_ids(endpoint.stub, available, needed)
+        chosen = admission.choose(preferred, available, needed)
         container.devices[resource] = chosen
-        request = dp.AllocateRequest(
-            container_requests=[dp.ContainerAllocateRequest(devices_ids=chosen)]
-        )
-        try:
-            response = await endpoint.stub.Allocate(request)
-        except grpc.aio.AioRpcError as err:
-            raise AllocationError(go_status(err)) from err
-        if not response.container_responses:
-            raise AllocationError(f"no containers return in allocation response {response}")
-        container.responses[resource] = response.container_responses[0]
+        container.responses[resource] = await admission.allocate(endpoint.stub, chosen)
         state = self._resources[resource]
         container.numa[resource] = {i: state.numa_nodes(i) for i in chosen}
 
@@ -462,53 +456,25 @@ class KubeletSimulator:
             )
         return available
 
-    async def _preferred(self, endpoint: _Endpoint, available: set[str], size: int) -> list[str]:
-        request = dp.PreferredAllocationRequest(
-            container_requests=[
-                dp.ContainerPreferredAllocationRequest(
-                    available_deviceIDs=sorted(available),
-                    must_include_deviceIDs=[],
-                    allocation_size=size,
-                )
-            ]
-        )
-        try:
-            response = await endpoint.stub.GetPreferredAllocation(request)
-        except grpc.aio.AioRpcError as err:
-            raise AllocationError(
-                f"device plugin GetPreferredAllocation rpc failed with err: {go_status(err)}"
-            ) from err
-        if not response.container_responses:
-            return []
-        return list(response.container_responses[0].deviceIDs)
-
     async def _start_containers(self, pod: Pod) -> None:
         for container in pod.containers:
             for resource, ids in container.devices.items():
                 endpoint = self._endpoints.get(resource)
                 if endpoint is None or not endpoint.options.pre_start_required:
                     continue
-                request = dp.PreStartContainerRequest(devices_ids=ids)
-                try:
-                    await endpoint.stub.PreStartContainer(
-                        request, timeout=PRE_START_CONTAINER_TIMEOUT_S
-                    )
-                except grpc.aio.AioRpcError as err:
-                    container.start_error = (
-                        f"device plugin PreStartContainer rpc failed with err: {go_status(err)}"
-                    )
+                container.start_error = await admission.pre_start(endpoint.stub, ids)
+                if container.start_error:
                     self._bump()
                     break
 
 
-def _check_pod_spec(name: str, containers: Mapping[str, Mapping[str, int]]) -> None:
-    if not name:
-        raise BadInputError("a pod needs a name")
-    if not containers:
-        raise BadInputError(f"pod {name!r} has no containers")
-    for container, requests in containers.items():
-        for resource, count in requests.items():
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise BadInputError(
-                    f"pod {name!r} container {container!r}: {resource} must be a whole number >= 0"
-                )
+def _listening(path: Path) -> bool:
+    """True when something accepts connections on the unix socket path."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True

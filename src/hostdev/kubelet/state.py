@@ -129,6 +129,7 @@ class DeviceTable:
         self._snapshots: dict[str, ResourceSnapshot] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._version = 0
+        self._closed = False
         self._reselect()
 
     # --- reading -------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class DeviceTable:
 
     async def watch(self, name: str) -> AsyncIterator[ResourceSnapshot]:
         """Yield the current snapshot, then each new one; ends when the resource goes away."""
-        while True:
+        while not self._closed:
             snapshot = self._snapshots.get(name)
             changed = self._changed.get(name)
             if snapshot is None or changed is None:
@@ -205,6 +206,12 @@ class DeviceTable:
         for request in requests:
             self.policy.claimed(snapshot.resource, request)
         return tuple(tuple(snapshot.by_id[i].device for i in request) for request in requests)
+
+    def close(self) -> None:
+        """End every ListAndWatch stream (shutdown), so servers stop without cancelling them."""
+        self._closed = True
+        for event in self._changed.values():
+            event.set()
 
     def republish(self, name: str) -> None:
         """Send the current list again (after a refused Allocate) with the latest health."""

@@ -11,6 +11,7 @@ the primitives here (bind, unbind, add and remove functions) so both stay consis
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from hostdev.host.fs import HostFS
 from hostdev.host.model import VFIO_PCI, PciAddress
 
 _DRIVER_FILES = ("bind", "unbind", "new_id", "remove_id", "uevent")
+_ROUTE_HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT"
+_SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority"
 
 
 @dataclass
@@ -267,6 +270,96 @@ class FakeHost:
         lines.append(f"TOTAL_ERR_FATAL {sum(counts.values())}")
         self._put(f"sys/{self._func(address).path}/aer_dev_fatal", "\n".join(lines))
         return self
+
+    def set_operstate(self, ifname: str, operstate: str) -> FakeHost:
+        """Set an interface's operstate ("up", "down", "unknown")."""
+        target = os.readlink(self.root / "sys/class/net" / ifname)
+        self._put(os.path.normpath(f"sys/class/net/{target}") + "/operstate", operstate)
+        return self
+
+    def add_route(
+        self,
+        ifname: str,
+        destination: str = "00000000",
+        gateway: str = "0100A8C0",
+        mask: str = "00000000",
+    ) -> FakeHost:
+        """Append an IPv4 route to /proc/net/route (hex fields, little-endian, as the kernel)."""
+        self._append(
+            "proc/net/route",
+            _ROUTE_HEADER,
+            f"{ifname}\t{destination}\t{gateway}\t0003\t0\t0\t100\t{mask}\t0\t0\t0",
+        )
+        return self
+
+    def add_inet6(
+        self, ifname: str, address: str = "20010db8000000000000000000000001", *, scope: str = "00"
+    ) -> FakeHost:
+        """Append an IPv6 address to /proc/net/if_inet6 (hex address, index, plen, scope, name).
+
+        Scope "00" is global, "20" link-local (every interface that is up has one).
+        """
+        self._append("proc/net/if_inet6", None, f"{address} 02 40 {scope} 80 {ifname:>8}")
+        return self
+
+    def add_block(
+        self,
+        address: str,
+        name: str,
+        *,
+        nvme: bool = False,
+        partitions: tuple[str, ...] = (),
+        holders: tuple[str, ...] = (),
+    ) -> FakeHost:
+        """A block device of a function (block/<name> or nvme/nvmeX/<name>), partitions, holders."""
+        rel = self._func(address).path
+        controller = re.sub(r"n\d+$", "", name)  # nvme0n1 → nvme0
+        base = f"sys/{rel}/nvme/{controller}/{name}" if nvme else f"sys/{rel}/block/{name}"
+        self._put(f"{base}/size", "209715200")
+        (self.root / base / "holders").mkdir(parents=True, exist_ok=True)
+        for part in partitions:
+            self._put(f"{base}/{part}/partition", part[len(name) :].lstrip("p") or "1")
+            (self.root / base / part / "holders").mkdir(exist_ok=True)
+        for holder in holders:
+            self._link(f"{base}/holders/{holder}", f"../../../../../virtual/block/{holder}")
+        self._link(f"sys/class/block/{name}", "../../" + base.removeprefix("sys/"))
+        return self
+
+    def add_mount(self, source: str, target: str, fstype: str = "ext4") -> FakeHost:
+        """Append a line to /proc/self/mounts."""
+        self._append("proc/self/mounts", None, f"{source} {target} {fstype} rw,relatime 0 0")
+        return self
+
+    def add_swap(self, source: str) -> FakeHost:
+        """Append an active swap area to /proc/swaps."""
+        self._append("proc/swaps", _SWAPS_HEADER, f"{source}\tpartition\t8388604\t0\t-2")
+        return self
+
+    def set_boot_vga(self, address: str, value: int = 1) -> FakeHost:
+        """Write boot_vga (the firmware's console device has 1)."""
+        self._put(f"sys/{self._func(address).path}/boot_vga", str(value))
+        return self
+
+    def add_framebuffer(self, name: str = "fb0", driver_name: str = "EFI VGA") -> FakeHost:
+        """Create /sys/class/graphics/<name> (an active framebuffer)."""
+        self._put(f"sys/devices/virtual/graphics/{name}/name", driver_name)
+        self._link(f"sys/class/graphics/{name}", f"../../devices/virtual/graphics/{name}")
+        return self
+
+    def add_vtconsole(
+        self, name: str = "vtcon1", *, bind: int = 1, description: str = "(M) frame buffer device"
+    ) -> FakeHost:
+        """Create /sys/class/vtconsole/<name> with bind and name files."""
+        self._put(f"sys/devices/virtual/vtconsole/{name}/bind", str(bind))
+        self._put(f"sys/devices/virtual/vtconsole/{name}/name", description)
+        self._link(f"sys/class/vtconsole/{name}", f"../../devices/virtual/vtconsole/{name}")
+        return self
+
+    def _append(self, rel: str, header: str | None, line: str) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = path.read_text() if path.exists() else (header + "\n" if header else "")
+        path.write_text(text + line + "\n")
 
     def add_bridge(
         self,

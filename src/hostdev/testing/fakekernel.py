@@ -5,7 +5,8 @@ driver_override sticks; unbind removes the driver link; drivers_probe binds a de
 driver its override names (or leaves it driverless when that driver does not exist);
 writing a wrong device to a driver's bind/unbind gives ENODEV; sriov_numvfs must go through 0
 (EBUSY otherwise), may not exceed sriov_totalvfs (ERANGE) and needs a PF driver (ENOENT);
-mdev create/remove move available_instances. `fail_on` injects errors for rollback tests.
+mdev create/remove move available_instances. `fail_on` (by path suffix) and `fail_at` (by
+the index of the write) inject errors for rollback tests.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ class FakeKernelWriter:
     host: FakeHost
     writes: list[tuple[str, str]] = field(default_factory=list)
     fail_on: dict[str, int] = field(default_factory=dict)  # path suffix → errno to inject
+    fail_at: dict[int, int] = field(default_factory=dict)  # index of a write → errno to inject
 
     def write(self, path: str, value: str) -> None:
         """Apply one write; raise HostWriteError as the kernel would refuse it."""
+        index = len(self.writes)
         self.writes.append((path, value))
+        if index in self.fail_at:
+            raise _fail(path, value, self.fail_at[index])
         for suffix, code in self.fail_on.items():
             if path.endswith(suffix):
                 raise _fail(path, value, code)

@@ -193,12 +193,3 @@ def checkpoint(resources: Mapping[str, ResourceState], pods: Iterable[Pod]) -> d
     ]
     registered = {name: sorted(r.devices) for name, r in sorted(resources.items())}
     return {"Data": {"PodDeviceEntries": entries, "RegisteredDevices": registered}}
-
-
-def device_summary(device: Any) -> dict[str, Any]:
-    """A plain dict view of a v1beta1.Device (ID, health, NUMA nodes)."""
-    return {
-        "id": device.ID,
-        "health": device.health,
-        "numa": [n.ID for n in device.topology.nodes],
-    }

@@ -1,0 +1,396 @@
+"""Running bind, unbind and restore: guards, state records, writes, verification, rollback.
+
+A bind run is all-or-nothing. Guards are checked for every device (targets and the IOMMU
+group companions that must join them) before anything is written; one refusal refuses the
+run. Each device's original binding is recorded in the state file before its first write. If
+a write fails, every device this run changed is put back (newest first) and the records this
+run added are dropped; if that rollback fails too, the records stay so that `hostdev restore`
+can finish the job. Restore handles devices one by one: one failure does not stop the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hostdev.binding import guards
+from hostdev.binding.modules import ModuleLoader, ensure_vfio, modprobe
+from hostdev.binding.plan import (
+    Binding,
+    Write,
+    companions,
+    current_binding,
+    driver_loaded,
+    plan_bind,
+    plan_restore,
+    plan_unbind,
+)
+from hostdev.binding.state import DEFAULT_STATE_FILE, DeviceRecord, StateFile, now_utc
+from hostdev.errors import DeviceNotFoundError, HostdevError
+from hostdev.host.fs import HostFS, exists
+from hostdev.host.model import VFIO_PCI, Host, PciAddress
+from hostdev.host.scan import scan_host
+from hostdev.host.writer import HostWriter, RecordingWriter
+
+FAILED_ACTIONS = frozenset({"refused", "failed", "rolled-back", "skipped"})
+
+
+@dataclass(frozen=True)
+class BindOptions:
+    """How a run behaves; the defaults are the safe ones."""
+
+    force: bool = False
+    noiommu: bool = False
+    dry_run: bool = False
+    state_file: Path = DEFAULT_STATE_FILE
+    loader: ModuleLoader = modprobe
+    ipv4_probe: guards.Ipv4Probe | None = None  # None: guards.default_ipv4_probe(fs)
+    progress: Callable[[DeviceResult, int, int], None] | None = None
+
+
+@dataclass
+class DeviceResult:
+    """What happened to one device."""
+
+    address: str
+    from_driver: str | None
+    to_driver: str | None
+    action: str
+    companions: tuple[str, ...] = ()
+    companion_of: str | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The -o json form of one device."""
+        return {
+            "address": self.address,
+            "from": self.from_driver,
+            "to": self.to_driver,
+            "action": self.action,
+            "companions": list(self.companions),
+            "companion_of": self.companion_of,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class BindResult:
+    """The outcome of one bind, unbind or restore run."""
+
+    command: str
+    dry_run: bool
+    devices: list[DeviceResult] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no device was refused, failed or rolled back."""
+        return not any(d.action in FAILED_ACTIONS for d in self.devices)
+
+    def to_json(self) -> dict[str, Any]:
+        """The -o json document."""
+        return {
+            "command": self.command,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "devices": [d.to_json() for d in self.devices],
+            "writes": [{"path": w.path, "value": w.value} for w in self.writes],
+            "commands": self.commands,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class Run:
+    """Working state of one run: the snapshot, the recording writer, what was changed."""
+
+    fs: HostFS
+    host: Host
+    writer: RecordingWriter
+    options: BindOptions
+    result: BindResult
+    touched: list[PciAddress] = field(default_factory=list)
+
+    def write_all(self, writes: Sequence[Write]) -> None:
+        for w in writes:
+            self.writer.write(w.path, w.value)
+
+    def original(self, address: PciAddress) -> Binding:
+        device = self.host.devices[address]
+        return Binding(device.driver, device.driver_override)
+
+    def report(self, item: DeviceResult, total: int) -> None:
+        self.result.devices.append(item)
+        if self.options.progress is not None:
+            self.options.progress(item, len(self.result.devices), total)
+
+
+def start_run(fs: HostFS, writer: HostWriter, command: str, options: BindOptions) -> Run:
+    result = BindResult(command, options.dry_run)
+    return Run(fs, scan_host(fs), RecordingWriter(inner=writer), options, result)
+
+
+def finish_run(run: Run) -> BindResult:
+    run.result.writes = [Write(p, v) for p, v in run.writer.writes]
+    return run.result
+
+
+def check_present(host: Host, addresses: Sequence[PciAddress]) -> None:
+    for address in addresses:
+        if address not in host.devices:
+            raise DeviceNotFoundError(f"no PCI function {address} on this host")
+
+
+def bind_devices(
+    fs: HostFS,
+    writer: HostWriter,
+    addresses: Sequence[PciAddress],
+    options: BindOptions | None = None,
+) -> BindResult:
+    """Bind devices (and the IOMMU group companions they need) to vfio-pci, all or nothing."""
+    run = start_run(fs, writer, "bind", options or BindOptions())
+    check_present(run.host, addresses)
+    plan = _with_companions(run.host, addresses)
+    if not guards.iommu_enabled(fs) and not run.options.noiommu:
+        _refuse_all(
+            run, plan, [guards.Refusal(a, guards.NOIOMMU_EXPLANATION, False) for a in addresses]
+        )
+        return finish_run(run)
+    if not _guards_pass(run, plan):
+        return finish_run(run)
+    run.result.commands = ensure_vfio(
+        fs, run.writer, run.options.loader, noiommu=run.options.noiommu, dry_run=run.options.dry_run
+    )
+    _execute(run, plan, "bind")
+    return finish_run(run)
+
+
+def unbind_devices(
+    fs: HostFS,
+    writer: HostWriter,
+    addresses: Sequence[PciAddress],
+    options: BindOptions | None = None,
+) -> BindResult:
+    """Leave devices with no driver and no driver_override, all or nothing."""
+    run = start_run(fs, writer, "unbind", options or BindOptions())
+    check_present(run.host, addresses)
+    plan: list[tuple[PciAddress, PciAddress | None]] = [(a, None) for a in addresses]
+    if _guards_pass(run, plan):
+        _execute(run, plan, "unbind")
+    return finish_run(run)
+
+
+def _with_companions(
+    host: Host, addresses: Sequence[PciAddress]
+) -> list[tuple[PciAddress, PciAddress | None]]:
+    """Targets, each followed by the group members that must join it: (address, companion_of)."""
+    plan: list[tuple[PciAddress, PciAddress | None]] = []
+    seen = set(addresses)
+    for address in addresses:
+        plan.append((address, None))
+        if host.devices[address].is_bridge:
+            continue  # refused anyway; its group members are not its companions
+        for member in companions(host, address, seen):
+            plan.append((member, address))
+            seen.add(member)
+    return plan
+
+
+def _guards_pass(run: Run, plan: list[tuple[PciAddress, PciAddress | None]]) -> bool:
+    probe = run.options.ipv4_probe or guards.default_ipv4_probe(run.fs)
+    refusals = guards.check_all(run.fs, run.host, [a for a, _ in plan], probe)
+    blocking = [r for r in refusals if not (r.forceable and run.options.force)]
+    if blocking:
+        _refuse_all(run, plan, blocking)
+        return False
+    run.result.warnings += [f"forced: {r.reason}" for r in refusals]
+    return True
+
+
+def _refuse_all(
+    run: Run, plan: list[tuple[PciAddress, PciAddress | None]], refusals: list[guards.Refusal]
+) -> None:
+    reasons: dict[PciAddress, list[str]] = {}
+    for refusal in refusals:
+        reasons.setdefault(refusal.address, []).append(refusal.reason)
+    for address, companion_of in plan:
+        driver = run.host.devices[address].driver
+        why = "; ".join(reasons.get(address, []))
+        action = "refused" if why else "skipped"
+        run.report(
+            DeviceResult(
+                str(address),
+                driver,
+                driver,
+                action,
+                (),
+                str(companion_of) if companion_of else None,
+                why or "not changed: another device of this run was refused",
+            ),
+            len(plan),
+        )
+
+
+def _execute(run: Run, plan: list[tuple[PciAddress, PciAddress | None]], command: str) -> None:
+    state = StateFile(run.options.state_file)
+    if run.options.dry_run:
+        _apply(run, plan, command, None)
+        return
+    with state.locked():
+        _apply(run, plan, command, state)
+
+
+def _apply(
+    run: Run,
+    plan: list[tuple[PciAddress, PciAddress | None]],
+    command: str,
+    state: StateFile | None,
+) -> None:
+    fresh = _record(run, plan, command, state)
+    done: list[DeviceResult] = []
+    try:
+        for address, companion_of in plan:
+            item = _change(run, address, companion_of, command, plan)
+            done.append(item)
+            run.report(item, len(plan))
+    except (HostdevError, KeyboardInterrupt) as err:
+        _rollback(run, plan, done, err, state, fresh)
+        if isinstance(err, KeyboardInterrupt):
+            raise
+
+
+def _record(
+    run: Run,
+    plan: list[tuple[PciAddress, PciAddress | None]],
+    command: str,
+    state: StateFile | None,
+) -> list[str]:
+    """Record every device's original binding before the first write; returns the new ones."""
+    if state is None:
+        return []
+    records = {}
+    for address, companion_of in plan:
+        device = run.host.devices[address]
+        if command == "bind" and device.driver == VFIO_PCI:
+            continue
+        records[str(address)] = DeviceRecord(
+            device.driver,
+            device.driver_override,
+            device.vendor_device,
+            str(companion_of) if companion_of else None,
+            command,
+            now_utc(),
+        )
+    return state.add(records)
+
+
+def _change(
+    run: Run,
+    address: PciAddress,
+    companion_of: PciAddress | None,
+    command: str,
+    plan: list[tuple[PciAddress, PciAddress | None]],
+) -> DeviceResult:
+    current = current_binding(run.fs, address)
+    planner = plan_bind if command == "bind" else plan_unbind
+    writes = planner(run.fs, address, current)
+    wanted = VFIO_PCI if command == "bind" else None
+    joined = tuple(str(a) for a, c in plan if c == address)
+    item = DeviceResult(
+        str(address),
+        current.driver,
+        wanted,
+        "",
+        joined,
+        str(companion_of) if companion_of else None,
+    )
+    if not writes:
+        item.action = "already-bound" if command == "bind" else "already-unbound"
+        return item
+    run.touched.append(address)
+    run.write_all(writes)
+    if not run.options.dry_run:
+        now = current_binding(run.fs, address).driver
+        if now != wanted:
+            raise HostdevError(
+                f"{address} is on {now or 'no driver'} after the writes, "
+                f"not {wanted or 'no driver'}"
+            )
+    item.action = (
+        "planned" if run.options.dry_run else ("bound" if command == "bind" else "unbound")
+    )
+    return item
+
+
+def _rollback(
+    run: Run,
+    plan: list[tuple[PciAddress, PciAddress | None]],
+    done: list[DeviceResult],
+    err: BaseException,
+    state: StateFile | None,
+    fresh: list[str],
+) -> None:
+    """Put back every device this run changed, newest first, and report what happened."""
+    problems = []
+    for address in reversed(run.touched):
+        try:
+            restore_to(run, address, run.original(address))
+        except HostdevError as undo_err:
+            problems.append(f"{address}: {undo_err}")
+    for item in done:
+        if PciAddress.parse(item.address) in run.touched:
+            item.action, item.to_driver = "rolled-back", item.from_driver
+            item.reason = "put back after a later failure"
+    for index, (address, companion_of) in enumerate(plan[len(done) :]):
+        driver = run.original(address).driver
+        why = str(err) if index == 0 else "not changed: an earlier device failed"
+        run.report(
+            DeviceResult(
+                str(address),
+                driver,
+                driver,
+                "failed" if index == 0 else "skipped",
+                (),
+                str(companion_of) if companion_of else None,
+                why,
+            ),
+            len(plan),
+        )
+    if problems:
+        run.result.warnings.append(
+            "rollback incomplete (" + "; ".join(problems) + "); the "
+            "state file keeps the original drivers: run hostdev restore"
+        )
+    elif state is not None:
+        state.drop(fresh)
+
+
+def restore_to(run: Run, address: PciAddress, target: Binding) -> list[Write]:
+    """Return one device to a binding now, verify it, and give the writes issued."""
+    current = current_binding(run.fs, address)
+    loaded = target.driver is None or driver_loaded(run.fs, target.driver)
+    writes = plan_restore(run.fs, address, current, target, target_loaded=loaded)
+    run.write_all(writes)
+    if writes and not run.options.dry_run:
+        now = current_binding(run.fs, address).driver
+        if now != target.driver:
+            hint = "" if loaded else f" ({target.driver} is not loaded: load its module first)"
+            raise HostdevError(
+                f"{address} is on {now or 'no driver'} after the writes, not "
+                f"{target.driver or 'no driver'}{hint}"
+            )
+    return writes
+
+
+def reset_device(fs: HostFS, writer: HostWriter, address: PciAddress) -> None:
+    """Reset a function through sysfs `reset` (function-level or the kernel's best method)."""
+    path = fs.sys("bus", "pci", "devices", str(address), "reset")
+    if not exists(path):
+        raise HostdevError(
+            f"{address} cannot be reset: the kernel offers no reset method for it (no {path})"
+        )
+    writer.write(path, "1")

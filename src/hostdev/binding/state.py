@@ -1,0 +1,154 @@
+"""The binding state file: each device's original driver, recorded before hostdev touches it.
+
+Format (JSON, version 1)::
+
+    {"version": 1,
+     "devices": {"0000:05:01.0": {"driver": "e1000", "driver_override": null,
+                                  "vendor_device": "8086:100e", "companion_of": null,
+                                  "command": "bind", "recorded_at": "2026-11-22T10:00:00Z"}}}
+
+Every save is atomic (a temporary file in the same directory, fsync, rename, fsync of the
+directory), so a crash leaves either the old or the new file, never a torn one. A lock file
+next to the state file (flock) serialises concurrent hostdev runs on one host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hostdev.errors import ConfigError, HostdevError
+
+DEFAULT_STATE_FILE = Path("/var/lib/hostdev/state.json")
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """What a device looked like before hostdev first changed it."""
+
+    driver: str | None
+    driver_override: str | None
+    vendor_device: str
+    companion_of: str | None = None
+    command: str = "bind"
+    recorded_at: str = ""
+
+    @classmethod
+    def from_json(cls, path: Path, address: str, raw: Any) -> DeviceRecord:
+        """Validate one record read from the file."""
+        if not isinstance(raw, dict):
+            raise ConfigError(str(path), f"devices.{address}", "must be an object")
+        for key in ("driver", "driver_override", "companion_of"):
+            if raw.get(key) is not None and not isinstance(raw.get(key), str):
+                raise ConfigError(str(path), f"devices.{address}.{key}", "must be a string or null")
+        return cls(
+            raw.get("driver"),
+            raw.get("driver_override"),
+            str(raw.get("vendor_device", "")),
+            raw.get("companion_of"),
+            str(raw.get("command", "bind")),
+            str(raw.get("recorded_at", "")),
+        )
+
+
+class StateFile:
+    """The records of one state file; `locked()` holds the lock while a run uses them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.records: dict[str, DeviceRecord] = {}
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[StateFile]:
+        """Take the lock, load the records, and release the lock on exit."""
+        self._ensure_dir()
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.records = load_records(self.path)
+            yield self
+        finally:
+            os.close(fd)
+
+    def add(self, records: Mapping[str, DeviceRecord]) -> list[str]:
+        """Add records for devices not recorded yet (the first original wins), save, and
+        return the addresses added."""
+        fresh = {a: r for a, r in records.items() if a not in self.records}
+        if fresh:
+            self.records.update(fresh)
+            self.save()
+        return list(fresh)
+
+    def drop(self, addresses: list[str]) -> None:
+        """Forget devices (restored, or rolled back) and save."""
+        if any(a in self.records for a in addresses):
+            for address in addresses:
+                self.records.pop(address, None)
+            self.save()
+
+    def save(self) -> None:
+        """Write every record atomically: temporary file, fsync, rename, fsync the directory."""
+        body = {
+            "version": STATE_VERSION,
+            "devices": {a: asdict(r) for a, r in sorted(self.records.items())},
+        }
+        data = (json.dumps(body, indent=2) + "\n").encode()
+        directory = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+            os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise HostdevError(f"cannot write the state file {self.path}: {err}") from err
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _ensure_dir(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        except OSError as err:
+            raise HostdevError(
+                f"cannot create {self.path.parent} for the state file: "
+                f"{err.strerror}; use --state-file PATH"
+            ) from err
+
+
+def load_records(path: Path) -> dict[str, DeviceRecord]:
+    """The records of a state file; a missing file has none, a broken one is a ConfigError."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise HostdevError(f"cannot read the state file {path}: {err.strerror}") from err
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(str(path), "", f"not JSON ({err.msg} at line {err.lineno})") from err
+    if not isinstance(body, dict) or body.get("version") != STATE_VERSION:
+        raise ConfigError(str(path), "version", f"must be {STATE_VERSION}")
+    devices = body.get("devices", {})
+    if not isinstance(devices, dict):
+        raise ConfigError(str(path), "devices", "must be an object")
+    return {a: DeviceRecord.from_json(path, a, raw) for a, raw in devices.items()}
+
+
+def now_utc() -> str:
+    """The current time as an RFC 3339 UTC timestamp, for `recorded_at`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,178 @@
+"""`hostdev bind|unbind|restore`: move devices to vfio-pci and back, with guards and a state file.
+
+Exit codes: 0 every device is where it was asked to be, 1 a device was refused or failed
+(reasons on stderr), 2 bad input (a selector that is invalid or matches nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hostdev.binding import (
+    BindOptions,
+    BindResult,
+    DeviceResult,
+    bind_devices,
+    restore_devices,
+    unbind_devices,
+)
+from hostdev.binding.modules import ModuleLoader, modprobe
+from hostdev.binding.selectors import parse_selectors, resolve
+from hostdev.binding.state import DEFAULT_STATE_FILE
+from hostdev.cli.common import add_host_flags, host_fs, load_host
+from hostdev.cli.output import add_output_flag, dump, table
+from hostdev.errors import BadInputError
+from hostdev.host.model import PciAddress
+from hostdev.host.writer import HostWriter, RecordingWriter, SysfsWriter
+
+_HELP = {
+    "bind": "bind devices (and their IOMMU group companions) to vfio-pci",
+    "unbind": "leave devices with no driver (and no driver_override)",
+    "restore": "return devices to the drivers recorded before hostdev changed them",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add the bind, unbind and restore subcommands."""
+    for name, handler in (("bind", _bind), ("unbind", _unbind), ("restore", _restore)):
+        parser = subparsers.add_parser(name, help=_HELP[name], description=_HELP[name])
+        parser.add_argument(
+            "targets",
+            nargs="*",
+            metavar="SELECTOR",
+            help="vendor:device (10de:1eb8), a PCI address or an address glob",
+        )
+        if name == "restore":
+            parser.add_argument(
+                "--all", action="store_true", help="restore every device recorded in the state file"
+            )
+        else:
+            parser.add_argument(
+                "--force",
+                action="store_true",
+                help="override the guards (interfaces in use, mounted disks, "
+                "the boot console); never bridges",
+            )
+        if name == "bind":
+            parser.add_argument(
+                "--noiommu",
+                action="store_true",
+                help="allow binding without an IOMMU (no DMA isolation: the "
+                "device can read and write all host memory)",
+            )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the exact sysfs writes instead of doing them",
+        )
+        parser.add_argument(
+            "--state-file",
+            type=Path,
+            default=Path(os.environ.get("HOSTDEV_STATE_FILE", DEFAULT_STATE_FILE)),
+            help=f"where original drivers are recorded (default "
+            f"{DEFAULT_STATE_FILE}; env HOSTDEV_STATE_FILE)",
+        )
+        add_output_flag(parser)
+        add_host_flags(parser)
+        parser.set_defaults(handler=handler)
+
+
+def writer_for(args: argparse.Namespace) -> HostWriter:
+    """The writer of a run: recording only in a dry run, else the real sysfs."""
+    return RecordingWriter() if args.dry_run else SysfsWriter()
+
+
+def loader_for(args: argparse.Namespace) -> ModuleLoader:
+    """How kernel modules get loaded (modprobe)."""
+    return modprobe
+
+
+def _options(args: argparse.Namespace) -> BindOptions:
+    return BindOptions(
+        force=getattr(args, "force", False),
+        noiommu=getattr(args, "noiommu", False),
+        dry_run=args.dry_run,
+        state_file=args.state_file,
+        loader=loader_for(args),
+        progress=_progress,
+    )
+
+
+def _addresses(args: argparse.Namespace) -> list[PciAddress]:
+    selectors = parse_selectors(args.targets)
+    _, host = load_host(args)
+    return resolve(host, selectors)
+
+
+def _bind(args: argparse.Namespace) -> int:
+    addresses = _addresses(args)
+    return _report(args, bind_devices(host_fs(args), writer_for(args), addresses, _options(args)))
+
+
+def _unbind(args: argparse.Namespace) -> int:
+    addresses = _addresses(args)
+    return _report(args, unbind_devices(host_fs(args), writer_for(args), addresses, _options(args)))
+
+
+def _restore(args: argparse.Namespace) -> int:
+    if args.all and args.targets:
+        raise BadInputError("give either --all or devices to restore, not both")
+    if not args.all and not args.targets:
+        raise BadInputError("name devices to restore, or --all for every recorded device")
+    addresses = None if args.all else _addresses(args)
+    return _report(
+        args, restore_devices(host_fs(args), writer_for(args), addresses, _options(args))
+    )
+
+
+def _progress(item: DeviceResult, index: int, total: int) -> None:
+    if total < 2:
+        return
+    joined = f" (companion of {item.companion_of})" if item.companion_of else ""
+    print(
+        f"[{index}/{total}] {item.address}: {item.from_driver or '-'} -> "
+        f"{item.to_driver or '-'} {item.action}{joined}",
+        file=sys.stderr,
+    )
+
+
+def _report(args: argparse.Namespace, result: BindResult) -> int:
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for item in result.devices:
+        if item.action in ("refused", "failed"):
+            hint = (
+                "; use --force to override"
+                if "--noiommu" not in item.reason
+                and item.action == "refused"
+                and "bridge" not in item.reason
+                else ""
+            )
+            print(f"{item.action}: {item.reason}{hint}", file=sys.stderr)
+    if args.output in ("json", "yaml"):
+        dump(result.to_json(), args.output)
+    elif result.dry_run:
+        for command in result.commands:
+            print(f"run: {command}")
+        for write in result.writes:
+            print(f"{write.path} <- {json.dumps(write.value)}")
+    else:
+        rows = [
+            [d.address, d.from_driver or "-", d.to_driver or "-", d.action, _note(d)]
+            for d in result.devices
+        ]
+        table(["address", "from", "to", "action", "note"], rows)
+    return 0 if result.ok else 1
+
+
+def _note(item: DeviceResult) -> str:
+    if item.companion_of:
+        return f"IOMMU group companion of {item.companion_of}"
+    if item.companions:
+        return "with " + ", ".join(item.companions)
+    return item.reason if item.action not in ("refused", "failed") else ""

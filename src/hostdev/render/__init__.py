@@ -1,0 +1,1 @@
+"""Rendering host configuration: modprobe/modules-load files and OpenShift MachineConfigs."""
