@@ -212,14 +212,28 @@ async def test_configmap_swap_reload_and_invalid_kept(tmp_path: Path, sockdir: P
         rejected = _sample("hostdev_config_reloads_total", {"result": "rejected"})
         runs = r.node.reloads.runs
         _configmap(cfgdir, "v3", "resources:\n  - name: nodomain\n    selectors: [{}]\n")
-        await r.node.reloads.wait_runs(runs + 1)
+        async with asyncio.timeout(10):
+            await r.node.reloads.wait_runs(runs + 1)
         assert _sample("hostdev_config_reloads_total", {"result": "rejected"}) == rejected + 1
         assert [s.name for s in r.node.config.resources] == [
             "example.com/t4",
             "example.com/geforce",
         ]
-        _configmap(cfgdir, "v4", ONE)
-        await r.sim.wait_for(lambda: not r.sim.is_registered("example.com/geforce"))
+        await r.sim.delete_pod("vm-a")
+
+
+async def test_configmap_swap_removes_a_resource(tmp_path: Path, sockdir: Path) -> None:
+    cfgdir = tmp_path / "cfg"
+    cfgdir.mkdir()
+    _configmap(cfgdir, "v1", TWO)
+    path = cfgdir / "config.yaml"
+    async with rig(tmp_path, sockdir, load_config(path), path) as r:
+        await r.sim.wait_devices("example.com/geforce", 1)
+        runs = r.node.reloads.runs
+        _configmap(cfgdir, "v2", ONE)
+        async with asyncio.timeout(10):
+            await r.node.reloads.wait_runs(runs + 1)
+        assert list(r.node.registrars) == ["example.com/t4"]
         assert not (r.sim.plugin_dir / "hostdev-example-com-geforce.sock").exists()
 
 
