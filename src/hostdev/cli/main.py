@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "restore": "hostdev.cli.bind",
     "serve": "hostdev.cli.serve",
     "sriov": "hostdev.cli.sriov",
+    "status": "hostdev.cli.status",
     "unbind": "hostdev.cli.bind",
 }
 

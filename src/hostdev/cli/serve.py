@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from hostdev.cli.allocation import add_allocation_flags, allocation_parts
 from hostdev.cli.common import add_host_flags, host_fs
+from hostdev.cli.liveflags import add_live_flags, live_options, setup_logging
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
 from hostdev.kubelet import constants
 
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the API server when running in a cluster)",
     )
     add_allocation_flags(parser)
+    add_live_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -81,11 +83,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, then serve until a signal arrives."""
-    from hostdev.daemon.node import Node
+    from hostdev.daemon.live import LiveNode
 
     config = config_from_args(args)
-    if logging.getLogger().getEffectiveLevel() > logging.INFO:
-        logging.getLogger().setLevel(logging.INFO)
+    live = live_options(args)
+    setup_logging(args)
     plugin_dir = Path(args.plugin_dir)
     kubelet_socket = (
         Path(args.kubelet_socket)
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if config.sriov or config.mediated_devices is not None:
         _provision(fs, config, args)
     parts = allocation_parts(args)
-    node = Node(
+    node = LiveNode(
         fs,
         config,
         plugin_dir,
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         policy=parts.accounting,
         preferred=parts.preferred,
         reconciler=parts.reconciler,
+        live=live,
     )
     asyncio.run(serve(node))
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from hostdev import metrics
 from hostdev.errors import HostdevError
 from hostdev.host.model import PciAddress
 from hostdev.kubelet import constants
@@ -138,12 +139,14 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
                 else grpc.StatusCode.FAILED_PRECONDITION
             )
             log.warning("Allocate refused: %s", err)
+            metrics.ALLOCATIONS.labels(self.resource_name, "refused").inc(len(requests))
             await context.abort(code, str(err))
             raise  # abort raises; this line only satisfies the type checker
         snapshot = self.table.snapshot(self.resource_name)
         assert snapshot is not None  # claim succeeded, so the resource is served
         iommufd = self.table.host.iommufd
         answers = [container_response(snapshot.resource, devices, iommufd) for devices in claimed]
+        metrics.ALLOCATIONS.labels(self.resource_name, "granted").inc(len(claimed))
         for devices in claimed:
             log.info("allocated %s: %s", self.resource_name, ",".join(d.id for d in devices))
         return pb.AllocateResponse(container_responses=answers)

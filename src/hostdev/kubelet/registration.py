@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from hostdev import metrics
 from hostdev.host import inotify
 from hostdev.kubelet import constants
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
@@ -145,6 +146,7 @@ class Registrar:
                     continue  # our socket vanished mid-attempt: serve anew, try again at once
             except (grpc.aio.AioRpcError, OSError) as err:
                 text = _describe(err)
+                metrics.REGISTRATIONS.labels(self.resource_name, "failed").inc()
                 level = logging.DEBUG if text == last_error else logging.WARNING
                 log.log(
                     level,
@@ -157,6 +159,7 @@ class Registrar:
                 await self._sleep_or_wake(self.backoff.delay(attempt))
                 continue
             self.registrations += 1
+            metrics.REGISTRATIONS.labels(self.resource_name, "accepted").inc()
             log.info(
                 "%s: registered with the kubelet (endpoint %s)",
                 self.resource_name,

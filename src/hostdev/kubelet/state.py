@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hostdev.config.model import Config
+from hostdev.health import retain_vanished
 from hostdev.host.model import Host
 from hostdev.selection import Resource, ServedDevice, select
 
@@ -122,6 +123,9 @@ class DeviceTable:
         self.policy: AvailabilityPolicy = policy or NoAccounting()
         self._publish_scheduled = False
         self._health: dict[str, str] = {}
+        # Set by the live daemon: keep devices that left the selection while unhealthy, so
+        # ListAndWatch shows them Unhealthy instead of silently shrinking capacity.
+        self.keep_vanished = False
         self._in_use: frozenset[str] = frozenset()
         self._resources: dict[str, Resource] = {}
         self._snapshots: dict[str, ResourceSnapshot] = {}
@@ -153,9 +157,12 @@ class DeviceTable:
             await changed.wait()
 
     # --- entry points --------------------------------------------------------------------
-    def update_host(self, host: Host) -> ResourceChanges:
-        """A new host snapshot (rescan): re-select and publish what changed."""
+    def update_host(self, host: Host, health: Mapping[str, str] | None = None) -> ResourceChanges:
+        """A new host snapshot (rescan), with the health judged on it (device ID → reason for
+        the unhealthy ones): re-select and publish what changed, once."""
         self.host = host
+        if health is not None:
+            self._health = dict(health)
         return self._reselect()
 
     def update_config(self, config: Config) -> ResourceChanges:
@@ -223,7 +230,10 @@ class DeviceTable:
     # --- internals -----------------------------------------------------------------------
     def _reselect(self) -> ResourceChanges:
         before = set(self._resources)
-        self._resources = {r.name: r for r in select(self.host, self.config)}
+        selected = select(self.host, self.config)
+        if self.keep_vanished:
+            selected = retain_vanished(self._resources, selected, self._health)
+        self._resources = {r.name: r for r in selected}
         self._intrinsic = {
             d.id: problem
             for r in self._resources.values()

@@ -245,6 +245,32 @@ class FakeHost:
         self._link(f"sys/class/net/{ifname}", f"../../{rel}/net/{ifname}")
         return self
 
+    def set_aer_fatal(self, address: str, counts: dict[str, int]) -> FakeHost:
+        """Write aer_dev_fatal as the kernel shows it: "<kind> <n>" lines, then the total."""
+        kinds = (
+            "Undefined",
+            "Data Link Protocol",
+            "Surprise Down Error",
+            "Poisoned TLP",
+            "Flow Control Protocol",
+            "Completion Timeout",
+            "Completer Abort",
+            "Unexpected Completion",
+            "Receiver Overflow",
+            "Malformed TLP",
+            "ECRC",
+            "Unsupported Request",
+            "ACS Violation",
+            "Uncorrectable Internal Error",
+            "MC Blocked TLP",
+            "AtomicOp Egress Blocked",
+            "TLP Prefix Blocked Error",
+        )
+        lines = [f"{kind} {counts.get(kind, 0)}" for kind in kinds]
+        lines.append(f"TOTAL_ERR_FATAL {sum(counts.values())}")
+        self._put(f"sys/{self._func(address).path}/aer_dev_fatal", "\n".join(lines))
+        return self
+
     def set_operstate(self, ifname: str, operstate: str) -> FakeHost:
         """Set an interface's operstate ("up", "down", "unknown")."""
         target = os.readlink(self.root / "sys/class/net" / ifname)

@@ -1,0 +1,215 @@
+"""Prometheus metrics and the small HTTP server that exposes them with /healthz.
+
+The metrics live in one registry of their own (`REGISTRY`, not the client library's global
+one) so importing hostdev never exports process metrics by surprise. Counters are module
+level: the code that sees an event increments it. Device counts are not kept up to date by
+hand; `DeviceCollector` reads the device table when Prometheus scrapes.
+
+The HTTP server is asyncio on the daemon's own loop, so /healthz answering proves the loop is
+alive; it speaks just enough HTTP/1.1 for Prometheus and the kubelet's probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hostdev.errors import BadInputError
+
+if TYPE_CHECKING:
+    from hostdev.kubelet.state import DeviceTable
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ALLOCATIONS = Counter(
+    "hostdev_allocations",
+    "Allocate container requests answered, by resource and result (granted or refused).",
+    ["resource", "result"],
+    registry=REGISTRY,
+)
+BINDING_FAILURES = Counter(
+    "hostdev_binding_failures",
+    "Driver bind or unbind operations the kernel refused, by operation.",
+    ["operation"],
+    registry=REGISTRY,
+)
+HEALTH_TRANSITIONS = Counter(
+    "hostdev_health_transitions",
+    "Devices whose health changed, by resource and new state (healthy or unhealthy).",
+    ["resource", "to"],
+    registry=REGISTRY,
+)
+REGISTRATIONS = Counter(
+    "hostdev_registrations",
+    "Register calls to the kubelet, by resource and result (accepted or failed).",
+    ["resource", "result"],
+    registry=REGISTRY,
+)
+RESCANS = Counter(
+    "hostdev_rescans",
+    "Host rescans, by what triggered them (uevent, inotify, backstop, overflow).",
+    ["trigger"],
+    registry=REGISTRY,
+)
+SCAN_SECONDS = Gauge(
+    "hostdev_last_scan_duration_seconds",
+    "Duration of the last host scan (sysfs walk, health signals and selection).",
+    registry=REGISTRY,
+)
+CONFIG_RELOADS = Counter(
+    "hostdev_config_reloads",
+    "Config reload attempts, by result (applied, unchanged or rejected).",
+    ["result"],
+    registry=REGISTRY,
+)
+
+
+class NodeCollector(Collector):
+    """Read at scrape time from the running node: hostdev_devices{resource,state} from the
+    device table, and hostdev_podresources_reachable from the PodResources reconciler.
+
+    Device states are exclusive so they sum to the capacity: unhealthy (whatever its use),
+    allocated (healthy and held by a pod), healthy (healthy and free)."""
+
+    def __init__(
+        self,
+        table: Callable[[], DeviceTable | None],
+        reachable: Callable[[], bool | None] = lambda: None,
+    ) -> None:
+        self.table = table
+        self.reachable = reachable
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One device sample per resource and state; reachability once known."""
+        family = GaugeMetricFamily(
+            "hostdev_devices",
+            "Devices served, by resource and state (healthy, allocated, unhealthy).",
+            labels=["resource", "state"],
+        )
+        for name, counts in sorted(device_counts(self.table()).items()):
+            for state in ("healthy", "allocated", "unhealthy"):
+                family.add_metric([name, state], counts[state])
+        yield family
+        reachable = self.reachable()
+        if reachable is not None:
+            yield GaugeMetricFamily(
+                "hostdev_podresources_reachable",
+                "1 when the last PodResources List call succeeded, 0 when it failed.",
+                value=1 if reachable else 0,
+            )
+
+
+def device_counts(table: DeviceTable | None) -> dict[str, dict[str, int]]:
+    """Per resource: how many devices are healthy and free, allocated, unhealthy."""
+    if table is None:
+        return {}
+    result: dict[str, dict[str, int]] = {}
+    in_use = table.in_use
+    for name in table.resource_names():
+        snapshot = table.snapshot(name)
+        counts = {"healthy": 0, "allocated": 0, "unhealthy": 0}
+        for view in snapshot.views if snapshot else ():
+            state = "unhealthy" if not view.healthy else "healthy"
+            if view.healthy and view.device.id in in_use:
+                state = "allocated"
+            counts[state] += 1
+        result[name] = counts
+    return result
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """ "HOST:PORT", "[::1]:PORT" or ":PORT" (all interfaces) → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise BadInputError(f"invalid --metrics-address {text!r}: expected HOST:PORT")
+    host = host.removeprefix("[").removesuffix("]")
+    return host or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer."""
+
+    status: int
+    reason: str
+    content_type: str
+    body: bytes
+
+
+class MetricsServer:
+    """Serves /metrics (Prometheus text format) and /healthz (liveness) over HTTP."""
+
+    def __init__(self, host: str, port: int, problem: Callable[[], str | None]) -> None:
+        self.host = host
+        self.port = port
+        self.problem = problem  # None while alive, else why the daemon is not
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen (port 0 picks a free port, stored back in `port`)."""
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("metrics and /healthz on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    def answer(self, method: str, path: str) -> Reply:
+        """The reply to one request (pure apart from reading the metrics)."""
+        if method not in ("GET", "HEAD"):
+            return Reply(405, "Method Not Allowed", "text/plain", b"GET or HEAD only\n")
+        path = path.split("?", 1)[0]
+        if path == "/metrics":
+            return Reply(200, "OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+        if path == "/healthz":
+            problem = self.problem()
+            if problem is None:
+                return Reply(200, "OK", "text/plain", b"ok\n")
+            return Reply(503, "Service Unavailable", "text/plain", problem.encode() + b"\n")
+        return Reply(404, "Not Found", "text/plain", b"try /metrics or /healthz\n")
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+            if len(parts) != 3:
+                reply = Reply(400, "Bad Request", "text/plain", b"bad request line\n")
+            else:
+                reply = self.answer(parts[0], parts[1])
+            writer.write(_encode(reply, include_body=parts[:1] != ["HEAD"]))
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass  # a client that hangs up or sends garbage gets nothing
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+def _encode(reply: Reply, *, include_body: bool) -> bytes:
+    head = (
+        f"HTTP/1.1 {reply.status} {reply.reason}\r\n"
+        f"Content-Type: {reply.content_type}\r\n"
+        f"Content-Length: {len(reply.body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("latin-1")
+    return head + (reply.body if include_body else b"")

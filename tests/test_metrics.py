@@ -1,0 +1,97 @@
+"""Metrics: address parsing, the HTTP answers, device counts read from the table."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hostdev import metrics
+from hostdev.config import DEFAULT_CONFIG
+from hostdev.errors import BadInputError
+from hostdev.host.scan import scan_host
+from hostdev.kubelet.state import DeviceTable
+from hostdev.testing.examples import build_example
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9477", ("127.0.0.1", 9477)),
+        (":9477", ("0.0.0.0", 9477)),
+        ("[::1]:80", ("::1", 80)),
+        ("node:0", ("node", 0)),
+    ],
+    ids=["ipv4", "all", "ipv6", "port-zero"],
+)
+def test_parse_address(text: str, expected: tuple[str, int]) -> None:
+    assert metrics.parse_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["9477", "host:", "host:http", "host:70000", ""],
+    ids=["no-colon", "no-port", "named-port", "too-big", "empty"],
+)
+def test_parse_address_rejects(text: str) -> None:
+    with pytest.raises(BadInputError, match="--metrics-address"):
+        metrics.parse_address(text)
+
+
+def test_answers() -> None:
+    alive: list[str | None] = [None]
+    server = metrics.MetricsServer("127.0.0.1", 0, lambda: alive[0])
+    assert server.answer("GET", "/healthz").status == 200
+    alive[0] = "the rescan loop has stopped"
+    unhealthy = server.answer("GET", "/healthz")
+    assert (unhealthy.status, unhealthy.body) == (503, b"the rescan loop has stopped\n")
+    scrape = server.answer("GET", "/metrics?x=1")
+    assert scrape.status == 200 and b"# TYPE hostdev_rescans_total counter" in scrape.body
+    assert server.answer("POST", "/metrics").status == 405
+    assert server.answer("GET", "/").status == 404
+
+
+async def test_http_bad_requests_get_an_answer_or_nothing() -> None:
+    server = metrics.MetricsServer("127.0.0.1", 0, lambda: None)
+    await server.start()
+    try:
+        for raw, expected in ((b"NONSENSE\r\n\r\n", b"HTTP/1.1 400"),
+                              (b"HEAD /healthz HTTP/1.1\r\n\r\n", b"HTTP/1.1 200"),
+                              (b"GET /healthz", b"")):  # fmt: skip
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(raw)
+            writer.write_eof()
+            reply = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            assert reply.startswith(expected)
+            if raw.startswith(b"HEAD"):
+                assert reply.endswith(b"\r\n\r\n")  # no body
+    finally:
+        await server.stop()
+
+
+def test_device_counts_are_exclusive(tmp_path: Path) -> None:
+    host = build_example("gpu-node", tmp_path)
+    table = DeviceTable(DEFAULT_CONFIG, scan_host(host.fs))
+    table.set_in_use(["0000:65:00.0"])
+    table.set_health("0000:b3:00.0", "removed from the bus")
+    counts = metrics.device_counts(table)
+    assert counts["devices.kubevirt.io/10de_1eb8"] == {"healthy": 0, "allocated": 1,
+                                                       "unhealthy": 1}  # fmt: skip
+    assert counts["devices.kubevirt.io/10de_2184"] == {"healthy": 1, "allocated": 0,
+                                                       "unhealthy": 0}  # fmt: skip
+    assert metrics.device_counts(None) == {}
+    families = list(metrics.NodeCollector(lambda: table).collect())
+    assert [f.name for f in families] == ["hostdev_devices"]  # reachability not known yet
+    assert len(families[0].samples) == 3 * len(counts)
+
+
+@pytest.mark.parametrize(
+    ("reachable", "value"), [(True, 1.0), (False, 0.0)], ids=["reachable", "unreachable"]
+)
+def test_podresources_reachability(reachable: bool, value: float) -> None:
+    families = list(metrics.NodeCollector(lambda: None, lambda: reachable).collect())
+    assert families[1].name == "hostdev_podresources_reachable"
+    assert families[1].samples[0].value == value
