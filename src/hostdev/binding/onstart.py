@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from hostdev import metrics
 from hostdev.binding.execute import BindOptions, BindResult, bind_devices, reset_device
 from hostdev.config.model import Config
 from hostdev.errors import HostdevError
@@ -75,6 +76,7 @@ class Binder:
         try:
             return bind_devices(self.fs, self.writer, addresses, self.options)
         except HostdevError as err:
+            metrics.BINDING_FAILURES.labels(operation="bind").inc()
             log.warning("bind onStart: %s: %s", ", ".join(map(str, addresses)), err)
             return None
 
@@ -87,6 +89,8 @@ def _log_result(result: BindResult) -> None:
     for item in result.devices:
         joined = f" (IOMMU group companion of {item.companion_of})" if item.companion_of else ""
         if item.action in ("refused", "failed", "rolled-back", "skipped"):
+            if item.action != "skipped":
+                metrics.BINDING_FAILURES.labels(operation="bind").inc()
             log.warning(
                 "bind onStart: %s %s: %s; not retried", item.address, item.action, item.reason
             )
