@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from hostdev import metrics
+from hostdev.binding.execute import BindOptions
+from hostdev.binding.guards import no_ipv4_probe
+from hostdev.binding.onstart import Binder
 from hostdev.config import DEFAULT_CONFIG, load_config
 from hostdev.config.model import Config
 from hostdev.daemon.live import LiveNode, LiveOptions
@@ -54,6 +57,7 @@ async def rig(
     config_path: Path | None = None,
     debounce: float = 0.005,
     scanner: Callable[[HostFS], Host] = scan_host,
+    **node_kwargs: object,
 ) -> AsyncIterator[Rig]:
     host = build_example("gpu-node", tmp_path / "host")
     for address in (GPU_A, GPU_B):
@@ -71,7 +75,7 @@ async def rig(
     )
     node = LiveNode(
         host.fs, config, sim.plugin_dir, sim.plugin_dir / "kubelet.sock",
-        backoff=Backoff(0.01, 2, 0.1), live=live, scanner=scanner,
+        backoff=Backoff(0.01, 2, 0.1), live=live, scanner=scanner, **node_kwargs,
     )  # fmt: skip
     await node.start()
     try:
@@ -347,3 +351,19 @@ async def test_fast_mark_survives_a_scan_that_predates_it(tmp_path: Path, sockdi
         assert snapshot is not None and not snapshot.by_id[GEFORCE_FN].healthy  # no flap back
         await r.node.rescans.wait_runs(runs + 2)
         assert r.node.health.of(GEFORCE_FN).reason == "unbound (no driver)"
+
+
+async def test_rescan_binds_on_start_devices_that_appear(tmp_path: Path, sockdir: Path) -> None:
+    path = tmp_path / "hostdev.yaml"
+    path.write_text(
+        f"resources:\n- name: {T4}\n  selectors:\n  - device: '10de:1eb8'\n  bind: onStart\n"
+    )
+    state = BindOptions(state_file=tmp_path / "state.json", ipv4_probe=no_ipv4_probe)
+    late = "0000:c1:00.0"
+    async with rig(tmp_path, sockdir, load_config(path)) as r:
+        r.node.binder = Binder(r.host.fs, r.kernel, state)
+        await r.sim.wait_devices(T4, 2)
+        r.host.add_device(late, "10de", "1eb8", "030200", driver="nouveau", iommu_group=60)
+        r.uevents.send(uevent_for(r.host, "add", late, "nouveau"))
+        await r.sim.wait_devices(T4, 3)
+        assert r.host.driver_of(late) == "vfio-pci"

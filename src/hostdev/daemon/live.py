@@ -187,7 +187,7 @@ class LiveNode(Node):
         until the next rescan, which its event has already asked for."""
         started = time.perf_counter()
         self._fresh_marks.clear()
-        host, nodes = await asyncio.to_thread(self._read_host)
+        host, nodes = await asyncio.to_thread(self._read_host, self.held_ids())
         ids = self._served_ids(host)
         aer = await asyncio.to_thread(read_aer_fatal, self.fs, aer_watch_list(host, ids))
         health = self._judge(host, ids, Signals(aer, nodes))
@@ -228,9 +228,10 @@ class LiveNode(Node):
         ids.update(d.id for r in select(host, self.config) for d in r.devices)
         return ids
 
-    def _read_host(self) -> tuple[Host, frozenset[int]]:
-        """The blocking part of a rescan: the sysfs walk and the /dev/vfio listing."""
-        return self.scanner(self.fs), vfio_group_nodes(self.fs)
+    def _read_host(self, held: frozenset[str]) -> tuple[Host, frozenset[int]]:
+        """The blocking part of a rescan: declared host changes, the sysfs walk and the
+        /dev/vfio listing."""
+        return self.prepare_host(held), vfio_group_nodes(self.fs)
 
     def _judge_now(self, host: Host) -> dict[str, str]:
         """Judge a snapshot, reading the signals on the spot (at start, before any event)."""

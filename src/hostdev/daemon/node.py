@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hostdev.binding.onstart import Binder
 from hostdev.config.model import Config
+from hostdev.daemon.provision import reapply_sriov
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
@@ -105,12 +106,25 @@ class Node:
         return changes
 
     async def _snapshot(self) -> Host:
-        """A host snapshot, taken again after binding the devices of onStart resources."""
+        """A host snapshot taken after the declared host changes (worker thread)."""
+        return await asyncio.to_thread(self.prepare_host, self.held_ids())
+
+    def prepare_host(self, held: frozenset[str]) -> Host:
+        """Blocking: scan; re-create declared VFs a driver reload reset and bind onStart
+        devices that appeared, scanning again after either wrote anything."""
         host = self.scanner(self.fs)
+        writer = self.binder.writer
+        if self.config.sriov and reapply_sriov(self.fs, writer, host, self.config, in_use=held):
+            host = self.scanner(self.fs)
         if self.binder.pending(host, self.config):
-            await asyncio.to_thread(self.binder.bind_pending, host, self.config)
+            self.binder.bind_pending(host, self.config)
             host = self.scanner(self.fs)
         return host
+
+    def held_ids(self) -> frozenset[str]:
+        """Device IDs pods hold, as far as the allocation accounting knows (event loop only)."""
+        ledger = getattr(self.policy, "ledger", None)
+        return frozenset(ledger.holdings) if ledger is not None else frozenset()
 
     async def reload(self, config: Config) -> ResourceChanges:
         """Switch to a new (already validated) config."""
