@@ -60,30 +60,14 @@ def base_host(root: Path, *, cdev: bool = False, iommu: bool = True) -> FakeHost
 
 def add_gpus(host: FakeHost) -> None:
     """Two Tesla T4 on vfio-pci (own groups, NUMA 0 and 1) and a GeForce whose audio shares."""
-    host.add_bridge("0000:64:00.0", iommu_group=10)
-    host.add_device(
-        "0000:65:00.0",
-        *T4,
-        "030200",
-        revision="a1",
-        driver=VFIO_PCI,
-        iommu_group=11,
-        numa_node=0,
-        parent="0000:64:00.0",
-        subsystem=("10de", "12a2"),
-    )
-    host.add_bridge("0000:b2:00.0", iommu_group=12)
-    host.add_device(
-        "0000:b3:00.0",
-        *T4,
-        "030200",
-        revision="a1",
-        driver=VFIO_PCI,
-        iommu_group=13,
-        numa_node=1,
-        parent="0000:b2:00.0",
-        subsystem=("10de", "12a2"),
-    )
+    for port, gpu, group, numa in (
+        ("0000:64:00.0", "0000:65:00.0", 10, 0),
+        ("0000:b2:00.0", "0000:b3:00.0", 12, 1),
+    ):
+        host.add_bridge(port, iommu_group=group)
+        host.add_device(gpu, *T4, "030200", revision="a1", driver=VFIO_PCI,
+                        iommu_group=group + 1, numa_node=numa, parent=port,
+                        subsystem=("10de", "12a2"))  # fmt: skip
     host.add_bridge("0000:16:00.0", iommu_group=14)
     host.add_device(
         "0000:17:00.0",
