@@ -27,8 +27,12 @@ class Registration:
 class FakeKubelet(pb_grpc.RegistrationServicer):  # type: ignore[misc]
     """Serves Registration on <plugin_dir>/kubelet.sock."""
 
-    def __init__(self, plugin_dir: Path, *, reject_first: int = 0) -> None:
+    def __init__(
+        self, plugin_dir: Path, *, reject_first: int = 0, hold: asyncio.Event | None = None
+    ) -> None:
         self.plugin_dir = plugin_dir
+        self.hold = hold  # when given, Register waits for it before answering
+        self.entered = asyncio.Event()  # set when a Register call arrives
         self.socket = plugin_dir / "kubelet.sock"
         self.reject_left = reject_first
         self.rejections = 0
@@ -38,6 +42,9 @@ class FakeKubelet(pb_grpc.RegistrationServicer):  # type: ignore[misc]
         self._channels: list[grpc.aio.Channel] = []
 
     async def Register(self, request: Any, context: Any) -> Any:
+        self.entered.set()
+        if self.hold is not None:
+            await self.hold.wait()
         if self.reject_left > 0:
             self.reject_left -= 1
             self.rejections += 1

@@ -147,3 +147,24 @@ async def test_stop_removes_sockets_and_ignores_its_own_unlinks(
     await node.stop()
     assert sorted(p.name for p in plugin_dir.iterdir()) == ["kubelet.sock"]
     assert kubelet.accepted.empty()
+
+
+async def test_stop_during_a_registration_attempt_leaves_no_task_behind(
+    plugin_dir: Path, make_node: NodeFactory, gpu_host: FakeHost, one_resource: Path
+) -> None:
+    hold = asyncio.Event()
+    kubelet = FakeKubelet(plugin_dir, hold=hold)
+    await kubelet.start()
+    try:
+        node = make_node(gpu_host, load_config(one_resource))
+        await node.start()
+        await kubelet.entered.wait()  # our Register is in flight, held by the kubelet
+        await node.stop()
+        current = asyncio.current_task()
+        attempts = [
+            t for t in asyncio.all_tasks() if t is not current and "_attempt" in repr(t.get_coro())
+        ]
+        assert attempts == []
+    finally:
+        hold.set()
+        await kubelet.stop()

@@ -178,6 +178,11 @@ class Registrar:
         woken = asyncio.create_task(self._wake.wait())
         try:
             await asyncio.wait({attempt, woken}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # stopping: end the attempt too, and retrieve it
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, OSError):
+                await attempt
+            raise
         finally:
             woken.cancel()
         if attempt.done() or not self._socket_lost:
