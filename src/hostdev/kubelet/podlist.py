@@ -1,5 +1,6 @@
-"""PodResources v1 `List` for `hostdev status`: which pod and container hold each device of
-each resource, as the kubelet says (the daemon's reconciler keeps its own, per device ID).
+"""The one PodResources v1 `List` client: which pod and container hold each device of each
+resource, as the kubelet says. `hostdev status` uses it as is; the daemon's reconciler
+(kubelet/podresources.py) and the mdev/SR-IOV in-use checks (allocated.py) build on it.
 
 `List` over the kubelet's pod-resources socket (a unix socket, no TLS). The kubelet answers
 for every pod on the node; only device assignments are kept. An unreachable socket or a
@@ -72,7 +73,7 @@ async def list_pod_devices(
     if not path.exists():
         raise PodResourcesUnavailable(f"PodResources socket {path} does not exist")
     try:
-        async with grpc.aio.insecure_channel(f"unix://{path}") as channel:
+        async with grpc.aio.insecure_channel(f"unix://{path.absolute()}") as channel:
             stub = pr_grpc.PodResourcesListerStub(channel)
             response = await stub.List(pr.ListPodResourcesRequest(), timeout=timeout)
     except grpc.aio.AioRpcError as err:

@@ -17,13 +17,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from hostdev.allocation import Holder
-from hostdev.errors import HostdevError
 from hostdev.host import inotify
-from hostdev.kubelet.api import podresources_pb2 as pr
-from hostdev.kubelet.api import podresources_pb2_grpc as pr_grpc
+from hostdev.kubelet.podlist import PodDevice, PodResourcesUnavailable, holdings, list_pod_devices
 from hostdev.ledger import AllocationLedger
 
 log = logging.getLogger(__name__)
@@ -35,32 +31,21 @@ AFTER_SOCKET_S = 0.2  # a re-created socket may take a moment to answer
 Lister = Callable[[Path, float], Awaitable[dict[str, Holder]]]
 
 
-class PodResourcesError(HostdevError):
-    """The kubelet's PodResources service could not be read."""
+PodResourcesError = PodResourcesUnavailable  # one error type for every PodResources caller
 
 
 def holdings_from(response: Any) -> dict[str, Holder]:
     """Device ID → the pod container holding it, from a ListPodResourcesResponse."""
-    holdings: dict[str, Holder] = {}
-    for pod in response.pod_resources:
-        for container in pod.containers:
-            holder = Holder(pod.namespace, pod.name, container.name)
-            for devices in container.devices:
-                holdings.update(dict.fromkeys(devices.device_ids, holder))
-    return holdings
+    return _by_id(holdings(response))
+
+
+def _by_id(found: list[PodDevice]) -> dict[str, Holder]:
+    return {d.device_id: Holder(d.namespace, d.pod, d.container) for d in found}
 
 
 async def list_holdings(socket: Path, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Holder]:
     """Call List once; PodResourcesError when the kubelet does not answer in time."""
-    if not socket.exists():
-        raise PodResourcesError(f"{socket} does not exist")
-    try:
-        async with grpc.aio.insecure_channel(f"unix://{socket.absolute()}") as channel:
-            stub = pr_grpc.PodResourcesListerStub(channel)
-            response = await stub.List(pr.ListPodResourcesRequest(), timeout=timeout)
-    except grpc.aio.AioRpcError as err:
-        raise PodResourcesError(f"List on {socket}: {err.code().name}: {err.details()}") from err
-    return holdings_from(response)
+    return _by_id(await list_pod_devices(socket, timeout))
 
 
 class Reconciler:
