@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import re
 from typing import Any
 
 from hostdev.cli.common import add_host_flags, load_host
 from hostdev.cli.output import add_output_flag, dump, table
+from hostdev.config.patterns import id_matches, parse_id_pair
 from hostdev.errors import BadInputError
 from hostdev.host.model import Host, PciDevice
 from hostdev.host.pciids import PciIds, find_pci_ids, load_pci_ids
 from hostdev.host.readiness import readiness
-
-_ID_SELECTOR = re.compile(r"^(?P<v>[0-9a-fA-F]{4}|\*):(?P<d>[0-9a-fA-F]{4}|\*)$")
 
 
 def register(subparsers: Any) -> None:
@@ -43,22 +41,18 @@ def add_pci_ids_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pci-ids", help="pci.ids file (default: /usr/share/misc/pci.ids ...)")
 
 
-def id_filter(selectors: list[str]) -> list[tuple[str, str]]:
-    """Parse vendor:device selectors (with `*`); raise BadInputError on a malformed one."""
-    parsed = []
-    for text in selectors:
-        match = _ID_SELECTOR.match(text.strip())
-        if match is None:
-            raise BadInputError(f"invalid selector {text!r}: expected vendor:device like 10de:1eb8")
-        parsed.append((match["v"].lower(), match["d"].lower()))
-    return parsed
+def id_filter(selectors: list[str]) -> list[str]:
+    """Parse vendor:device selectors (the config's ID language, `*` allowed); BadInputError
+    on a malformed one."""
+    try:
+        return [parse_id_pair(text) for text in selectors]
+    except ValueError as err:
+        raise BadInputError(f"invalid selector: {err}") from None
 
 
-def matches(
-    dev: PciDevice, ids: list[tuple[str, str]], address: str | None, driver: str | None
-) -> bool:
+def matches(dev: PciDevice, ids: list[str], address: str | None, driver: str | None) -> bool:
     """Whether a device passes the list filters."""
-    if ids and not any(v in ("*", dev.vendor) and d in ("*", dev.device) for v, d in ids):
+    if ids and not any(id_matches(pattern, dev.vendor_device) for pattern in ids):
         return False
     if address and not fnmatch.fnmatchcase(str(dev.address), address.lower()):
         return False
