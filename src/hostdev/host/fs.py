@@ -67,6 +67,24 @@ def read_text(path: str, dir_fd: int | None = None) -> str | None:
     return data.decode("utf-8", "replace").rstrip("\n")
 
 
+def read_many(names: tuple[str, ...], dir_fd: int) -> list[bytes | None]:
+    """Several files' raw contents back to back (None for each unreadable one): one call."""
+    contents: list[bytes | None] = []
+    for name in names:
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            contents.append(None)
+            continue
+        try:
+            contents.append(os.read(fd, _READ_SIZE))
+        except OSError:
+            contents.append(None)
+        finally:
+            os.close(fd)
+    return contents
+
+
 def link_name(path: str, dir_fd: int | None = None) -> str | None:
     """The last component of a symlink's target (driver → "vfio-pci"), or None."""
     try:
@@ -98,14 +116,6 @@ def list_dir(path: str, dir_fd: int | None = None) -> list[str]:
         return []
     finally:
         os.close(fd)
-
-
-def list_dir_fd(fd: int) -> list[str]:
-    """Entries of an already open directory, or an empty list when it is gone."""
-    try:
-        return os.listdir(fd)
-    except OSError:
-        return []
 
 
 def open_dir(path: str, dir_fd: int | None = None) -> int | None:

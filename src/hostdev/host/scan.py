@@ -1,147 +1,196 @@
 """The scanner: builds an immutable `Host` from a `HostFS`, fast, never crashing on bad entries.
 
-Per function it costs one readlink of the bus entry (for the PCIe path), one directory listing
-(so absent attributes are never probed), one read of `uevent` (driver, IDs and class in one
-go), and a handful of small reads. Groups are derived from the devices' `iommu_group` links,
-VF indexes from the PFs' `virtfnN` links, so nothing is read twice. A device that vanishes or
-carries garbage is skipped with a reason; the rest of the host is still returned.
+Two passes: hostdev.host.rawread reads each function's attributes back to back, then this
+module parses the raw records and builds the frozen model. Groups are derived from the
+devices' `iommu_group` links, VF indexes from the PFs' `virtfnN` links, so nothing is read
+twice. A device that vanishes or carries garbage is skipped with a reason; the rest of the
+host is still returned.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
-from hostdev.host.fs import (
-    HostFS,
-    link_name,
-    link_target,
-    list_dir,
-    list_dir_fd,
-    open_dir,
-    read_text,
-)
-from hostdev.host.model import (
-    Host,
-    IommuGroup,
-    Mdev,
-    MdevType,
-    PciAddress,
-    PciDevice,
-    SkippedDevice,
-    Sriov,
-)
+from hostdev.host.fs import HostFS, link_name, link_target, list_dir, open_dir
+from hostdev.host.model import Host, IommuGroup, Mdev, PciAddress, PciDevice, SkippedDevice
+from hostdev.host.rawread import RawFunction, is_address, read_fallback, read_function
 
 _HEX4 = re.compile(r"^[0-9a-f]{4}$")
 _HEX_VALUE = re.compile(r"(?:0x)?([0-9a-f]+)")
-_ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+_REVISION = re.compile(rb"0x([0-9a-fA-F]{2})\n?")
+# The kernel's pci_uevent() lines, in its order; DRIVER comes first when a driver is bound
+_UEVENT = re.compile(
+    r"(?:DRIVER=([^\n]+)\n)?PCI_CLASS=([0-9A-Fa-f]{1,6})\n"
+    r"PCI_ID=([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})\n"
+    r"PCI_SUBSYS_ID=([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})\n"
+)
+_UeventFields = tuple[str | None, str, str, str, str, str]  # driver, class, vendor, device, sub…
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class _Skip(Exception):
-    """Raised inside the per-device scan to skip a device with a reason."""
+    """Raised inside the per-device parse to skip a device with a reason."""
 
 
 @dataclass
 class _Accumulator:
-    devices: dict[PciAddress, dict[str, Any]] = field(default_factory=dict)  # PciDevice kwargs
+    devices: dict[PciAddress, PciDevice] = field(default_factory=dict)
     skipped: list[SkippedDevice] = field(default_factory=list)
-    group_members: dict[int, list[PciAddress]] = field(default_factory=lambda: defaultdict(list))
+    group_members: dict[int, list[PciAddress]] = field(default_factory=dict)
+    addresses: dict[str, PciAddress] = field(default_factory=dict)  # one object per address
+    bus_fd: int = -1  # bus/pci/devices, open through both passes
+    sys_root: str = "/sys"
+
+    def address(self, name: str) -> PciAddress:
+        """The PciAddress of a kernel-written name, parsed once per scan."""
+        address = self.addresses.get(name)
+        if address is None:
+            address = self.addresses[name] = PciAddress.from_kernel(name)
+        return address
 
 
 def scan_host(fs: HostFS) -> Host:
     """Scan every PCI function, IOMMU group and mdev under the HostFS roots."""
     fs.check()
-    acc = _Accumulator()
+    acc = _Accumulator(sys_root=str(fs.sys_root))
     pci_dir = fs.sys("bus", "pci", "devices")
-    for name in list_dir(pci_dir):
-        _scan_entry(pci_dir, name, acc)
-    devices = _build_devices(acc.devices)
-    vfio_dir = set(list_dir(fs.dev("vfio")))
-    groups = {
-        number: IommuGroup(number, tuple(sorted(members)), str(number) in vfio_dir)
-        for number, members in acc.group_members.items()
-    }
+    names = list_dir(pci_dir)
+    acc.bus_fd = open_dir(pci_dir) or -1
+    try:
+        with _collector_paused():
+            for raw in _read_bus(names, acc):
+                _add_function(raw, acc)
+            _index_vfs(acc.devices)
+            vfio_dir = set(list_dir(fs.dev("vfio")))
+            groups = _groups(acc.group_members, vfio_dir)
+    finally:
+        if acc.bus_fd >= 0:
+            os.close(acc.bus_fd)
     return Host(
-        devices=devices,
+        devices=acc.devices,
         groups=groups,
-        mdevs=tuple(_scan_mdevs(fs, devices)),
+        mdevs=tuple(_scan_mdevs(fs, acc.devices)),
         skipped=tuple(acc.skipped),
         vfio_container="vfio" in vfio_dir,
         iommufd=os.path.exists(fs.dev("iommu")),
     )
 
 
-def _scan_entry(pci_dir: str, name: str, acc: _Accumulator) -> None:
-    if not _ADDRESS_LIKE.match(name):
-        acc.skipped.append(SkippedDevice(name, "not a PCI address"))
-        return
-    address = PciAddress.from_kernel(name)
-    target = link_target(os.path.join(pci_dir, name))
-    dir_fd = open_dir(os.path.join(pci_dir, name))
-    if dir_fd is None:
-        acc.skipped.append(SkippedDevice(name, "vanished during the scan"))
-        return
-    group: int | None = None
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    # A scan allocates tens of thousands of acyclic objects; the cyclic collector's runs
+    # midway would only walk them again and again (about a tenth of the scan's time).
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        group = _group_number(dir_fd)
-        acc.devices[address] = _scan_device(address, target, dir_fd, group)
-    except _Skip as why:
-        acc.skipped.append(SkippedDevice(name, str(why)))
+        yield
     finally:
-        os.close(dir_fd)
-        if group is not None:
-            acc.group_members[group].append(address)
+        if enabled:
+            gc.enable()
 
 
-def _group_number(dir_fd: int) -> int | None:
-    group = link_name("iommu_group", dir_fd)
-    return int(group) if group is not None and group.isdigit() else None
+def _read_bus(names: list[str], acc: _Accumulator) -> list[RawFunction]:
+    """Phase one: the raw records of every function on the bus, vanished ones skipped."""
+    if acc.bus_fd < 0:
+        return []
+    records = []
+    for name in names:
+        raw = (
+            read_function(acc.bus_fd, acc.sys_root, name, acc.address) if is_address(name) else None
+        )
+        if isinstance(raw, RawFunction):
+            records.append(raw)
+        else:
+            acc.skipped.append(SkippedDevice(name, raw or "not a PCI address"))
+    return records
 
 
-def _scan_device(
-    address: PciAddress, target: str | None, fd: int, group: int | None
-) -> dict[str, Any]:
-    entries = set(list_dir_fd(fd))
-    if not entries:
-        raise _Skip("vanished during the scan")
-    uevent = _parse_uevent(read_text("uevent", fd))
-    vendor, device = _ids(uevent.get("PCI_ID"), fd, "vendor", "device")
-    sub_vendor, sub_device = _ids(
-        uevent.get("PCI_SUBSYS_ID"), fd, "subsystem_vendor", "subsystem_device", required=False
+def _add_function(raw: RawFunction, acc: _Accumulator) -> None:
+    """Phase two for one function: its group membership, then the device or why not."""
+    address = acc.address(raw.name)
+    group = _group_number(raw.group_link)
+    if group is not None:  # an unreadable member still counts: it blocks viability
+        members = acc.group_members.get(group)
+        if members is None:
+            acc.group_members[group] = [address]
+        else:
+            members.append(address)
+    try:
+        acc.devices[address] = _build_device(address, group, raw, acc)
+    except _Skip as why:
+        acc.skipped.append(SkippedDevice(raw.name, str(why)))
+
+
+def _group_number(link: str | None) -> int | None:
+    number = link.rpartition("/")[2] if link else ""
+    return int(number) if number.isdigit() else None
+
+
+def _build_device(
+    address: PciAddress, group: int | None, raw: RawFunction, acc: _Accumulator
+) -> PciDevice:
+    # The hot path of every rescan: positional arguments in PciDevice's field order.
+    text = raw.uevent.decode("utf-8", "replace") if raw.uevent else ""
+    match = _UEVENT.match(text)
+    driver, class_code, vendor, device, sub_vendor, sub_device = (
+        _fast_uevent(match.groups()) if match else _slow_uevent(text, raw.name, acc)  # type: ignore[arg-type]
     )
     problems: list[str] = []
-    numa = _numa_node(read_text("numa_node", fd) if "numa_node" in entries else None, problems)
-    return dict(
-        address=address,
-        vendor=vendor,
-        device=device,
-        subsystem_vendor=sub_vendor,
-        subsystem_device=sub_device,
-        class_code=_class_code(uevent.get("PCI_CLASS"), fd),
-        revision=_hex_value(read_text("revision", fd), 2) or "00",
-        driver=uevent.get("DRIVER") or link_name("driver", fd),
-        driver_override=_override(
-            read_text("driver_override", fd) if "driver_override" in entries else None
-        ),
-        iommu_group=group,
-        numa_node=numa,
-        pci_path=_pci_path(target),
-        sriov=_sriov(fd) if "sriov_totalvfs" in entries else None,
-        physfn=_link_address("physfn", fd) if "physfn" in entries else None,
-        netdevs=tuple(sorted(list_dir("net", fd))) if "net" in entries else (),
-        vfio_cdev=_first(list_dir("vfio-dev", fd)) if "vfio-dev" in entries else None,
-        mdev_types=_mdev_types(fd) if "mdev_supported_types" in entries else (),
-        problems=tuple(problems),
+    return PciDevice(
+        address,
+        vendor,
+        device,
+        sub_vendor,
+        sub_device,
+        class_code,
+        _revision(raw.revision),
+        driver or _base(raw.driver_link),
+        _override(raw.driver_override),
+        group,
+        _numa_node(raw.numa_node, problems),
+        _pci_path(raw.bus_link),
+        raw.sriov,
+        _physfn(raw.physfn_link, acc),
+        None,  # vf_index: from the PF's virtfnN links, once every function is known
+        tuple(sorted(raw.net)) if raw.net else (),
+        min(raw.vfio_dev) if raw.vfio_dev else None,
+        raw.mdev_types,
+        tuple(problems),
     )
 
 
-def _parse_uevent(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
+def _fast_uevent(fields: _UeventFields) -> _UeventFields:
+    driver, class_code, vendor, device, sub_vendor, sub_device = fields
+    return (
+        driver,
+        class_code.lower().zfill(6),
+        vendor.lower(),
+        device.lower(),
+        sub_vendor.lower(),
+        sub_device.lower(),
+    )
+
+
+def _slow_uevent(text: str, name: str, acc: _Accumulator) -> _UeventFields:
+    """Whatever uevent lines parse, the one-value files for the rest; _Skip without IDs."""
+    uevent = _parse_uevent(text)
+    files = read_fallback(acc.bus_fd, name)
+    vendor, device = _ids(uevent.get("PCI_ID"), files, "vendor", "device")
+    sub_vendor, sub_device = _ids(
+        uevent.get("PCI_SUBSYS_ID"), files, "subsystem_vendor", "subsystem_device", required=False
+    )
+    class_code = _hex_value(uevent.get("PCI_CLASS"), 6) or _hex_value(files.get("class"), 6)
+    if class_code is None:
+        raise _Skip("unreadable class")
+    return uevent.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
+
+
+def _parse_uevent(text: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for line in text.split("\n"):
         key, sep, value = line.partition("=")
@@ -151,15 +200,20 @@ def _parse_uevent(text: str | None) -> dict[str, str]:
 
 
 def _ids(
-    pair: str | None, fd: int, first: str, second: str, *, required: bool = True
+    pair: str | None,
+    files: dict[str, str | None],
+    first: str,
+    second: str,
+    *,
+    required: bool = True,
 ) -> tuple[str, str]:
     """Two hex IDs from a uevent "VVVV:DDDD" pair, else from the two attribute files."""
     if pair is not None:
         left, _, right = pair.lower().partition(":")
         if _HEX4.match(left) and _HEX4.match(right):
             return left, right
-    left_id = _hex_value(read_text(first, fd), 4)
-    right_id = _hex_value(read_text(second, fd), 4)
+    left_id = _hex_value(files.get(first), 4)
+    right_id = _hex_value(files.get(second), 4)
     if left_id is None or right_id is None:
         if required:
             raise _Skip(f"unreadable {first}/{second} IDs")
@@ -177,26 +231,31 @@ def _hex_value(text: str | None, width: int) -> str | None:
     return match[1].zfill(width)
 
 
-def _class_code(uevent_class: str | None, fd: int) -> str:
-    value = _hex_value(uevent_class, 6) or _hex_value(read_text("class", fd), 6)
-    if value is None:
-        raise _Skip("unreadable class")
-    return value
+def _revision(raw: bytes | None) -> str:
+    match = _REVISION.fullmatch(raw) if raw else None
+    if match is not None:
+        return match[1].decode().lower()
+    return _hex_value(raw.decode("utf-8", "replace") if raw else None, 2) or "00"
 
 
-def _numa_node(text: str | None, problems: list[str]) -> int | None:
-    if text is None:
+def _numa_node(raw: bytes | None, problems: list[str]) -> int | None:
+    if raw is None:
         return None
     try:
-        node = int(text)
+        node = int(raw)
     except ValueError:
-        problems.append(f"garbage numa_node {text[:20]!r}")
+        problems.append(f"garbage numa_node {raw[:20].decode('utf-8', 'replace')!r}")
         return None
     return node if node >= 0 else None
 
 
-def _override(text: str | None) -> str | None:
-    return None if text in (None, "", "(null)") else text
+def _override(raw: bytes | None) -> str | None:
+    text = raw.decode("utf-8", "replace").rstrip("\n") if raw else ""
+    return None if text in ("", "(null)") else text
+
+
+def _base(link: str | None) -> str | None:
+    return link.rpartition("/")[2] if link is not None else None
 
 
 def _pci_path(target: str | None) -> tuple[str, ...]:
@@ -208,66 +267,29 @@ def _pci_path(target: str | None) -> tuple[str, ...]:
     return tuple(target[root + 1 :].split("/")[1:-1])
 
 
-def _link_address(name: str, fd: int) -> PciAddress | None:
-    base = link_name(name, fd)
-    return PciAddress.from_kernel(base) if base and _ADDRESS_LIKE.match(base) else None
+def _physfn(link: str | None, acc: _Accumulator) -> PciAddress | None:
+    base = _base(link)
+    return acc.address(base) if base and is_address(base) else None
 
 
-def _first(names: list[str]) -> str | None:
-    return sorted(names)[0] if names else None
-
-
-def _int_or(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
-
-
-def _sriov(fd: int) -> Sriov:
-    vfs = []
-    for name in list_dir_fd(fd):
-        if name.startswith("virtfn") and name[6:].isdigit():
-            vf = _link_address(name, fd)
-            if vf is not None:
-                vfs.append((int(name[6:]), vf))
-    autoprobe = read_text("sriov_drivers_autoprobe", fd)
-    return Sriov(
-        total_vfs=_int_or(read_text("sriov_totalvfs", fd), 0),
-        num_vfs=_int_or(read_text("sriov_numvfs", fd), 0),
-        vfs=tuple(vf for _, vf in sorted(vfs)),
-        drivers_autoprobe=None if autoprobe is None else autoprobe.strip() == "1",
-    )
-
-
-def _build_devices(raw: dict[PciAddress, dict[str, Any]]) -> dict[PciAddress, PciDevice]:
-    """Fill each VF's index from its PF's virtfnN order (no extra reads), then freeze."""
-    for fields in raw.values():
-        sriov = fields["sriov"]
-        if sriov is None:
+def _index_vfs(devices: dict[PciAddress, PciDevice]) -> None:
+    """Give each VF its index (and PF) from its PF's virtfnN order: no extra reads."""
+    for pf in devices.values():
+        if pf.sriov is None:
             continue
-        for index, vf_address in enumerate(sriov.vfs):
-            vf = raw.get(vf_address)
+        for index, vf_address in enumerate(pf.sriov.vfs):
+            vf = devices.get(vf_address)
             if vf is not None:
-                vf["vf_index"] = index
-                vf["physfn"] = fields["address"]
-    return {address: PciDevice(**fields) for address, fields in raw.items()}
+                # the snapshot is still being built and nobody else holds it yet
+                object.__setattr__(vf, "vf_index", index)
+                object.__setattr__(vf, "physfn", pf.address)
 
 
-def _mdev_types(fd: int) -> tuple[MdevType, ...]:
-    types = []
-    for type_id in sorted(list_dir("mdev_supported_types", fd)):
-        base = f"mdev_supported_types/{type_id}/"
-        types.append(
-            MdevType(
-                type_id=type_id,
-                name=read_text(base + "name", fd) or type_id,
-                available_instances=_int_or(read_text(base + "available_instances", fd), 0),
-                device_api=read_text(base + "device_api", fd) or "",
-                description=read_text(base + "description", fd) or "",
-            )
-        )
-    return tuple(types)
+def _groups(members: dict[int, list[PciAddress]], vfio_dir: set[str]) -> dict[int, IommuGroup]:
+    return {
+        number: IommuGroup(number, tuple(sorted(addresses)), str(number) in vfio_dir)
+        for number, addresses in members.items()
+    }
 
 
 def _scan_mdevs(fs: HostFS, devices: dict[PciAddress, PciDevice]) -> list[Mdev]:
@@ -298,4 +320,4 @@ def _parent_of_mdev(target: str | None) -> PciAddress | None:
         return None
     parts = target.rstrip("/").split("/")
     parent = parts[-2] if len(parts) >= 2 else ""
-    return PciAddress.parse(parent) if _ADDRESS_LIKE.match(parent) else None
+    return PciAddress.parse(parent) if is_address(parent) else None

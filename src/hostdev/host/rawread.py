@@ -1,0 +1,164 @@
+"""Phase one of a scan: every read one PCI function needs, done back to back, nothing parsed.
+
+Reading all of a function's attributes in one tight run of system calls and parsing them in
+a later pass (hostdev.host.scan) keeps the interpreter's work out of the stretch between
+system calls, where each step pays for caches the kernel has just used (measured in
+docs/benchmarks.md). Per function, 26 system calls for a VF on vfio-pci: one readlink of the
+bus entry (its target is the PCIe path), one listing of the device directory by that path (so
+absent attributes are never probed), `uevent` (driver, IDs and class in one read), revision,
+numa_node and driver_override, the iommu_group and physfn links, and the vfio-dev listing.
+The rare parts (a PF's SR-IOV links, an mdev parent's types) are built here directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+from hostdev.host.fs import (
+    link_name,
+    link_target,
+    list_dir,
+    open_dir,
+    read_many,
+    read_text,
+)
+from hostdev.host.model import MdevType, PciAddress, Sriov
+
+_DEVICES_FROM_BUS = "../../../devices/"  # bus/pci/devices/<name> → sys/devices/...
+_COMMON_FILES = ("uevent", "revision", "numa_node", "driver_override")  # missing ones: None
+# one-value files the parse falls back on when uevent is not in the kernel's format
+FALLBACK_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
+
+AddressOf = Callable[[str], PciAddress]
+
+
+class RawFunction(NamedTuple):
+    """What phase one read for one PCI function, still unparsed."""
+
+    name: str
+    bus_link: str | None  # target of bus/pci/devices/<name>: the PCIe path
+    group_link: str | None
+    uevent: bytes | None
+    driver_link: str | None  # read only when uevent names no driver
+    revision: bytes | None
+    numa_node: bytes | None  # None: missing or unreadable
+    driver_override: bytes | None
+    physfn_link: str | None
+    vfio_dev: list[str] | None
+    net: list[str] | None
+    sriov: Sriov | None
+    mdev_types: tuple[MdevType, ...]
+
+
+def read_function(
+    bus_fd: int, sys_root: str, name: str, address_of: AddressOf
+) -> RawFunction | str:
+    """Everything one function's parse needs, or why it cannot be read (it vanished)."""
+    bus_link = link_target(name, bus_fd)
+    path = device_path(sys_root, name, bus_link)
+    entries = set(list_dir(path))
+    fd = open_dir(path) if entries else None
+    if fd is None:
+        return "vanished during the scan"
+    try:
+        return _read_attributes(name, bus_link, path, fd, entries, address_of)
+    finally:
+        os.close(fd)
+
+
+def device_path(sys_root: str, name: str, bus_link: str | None) -> str:
+    """The function's directory: the bus link's target when it has the kernel's shape.
+
+    Listing by path costs the kernel four fewer system calls than listing an open
+    descriptor (os.listdir(fd) duplicates, re-checks and rewinds it), and the resolved
+    path spares it the symbolic link.
+    """
+    if bus_link is not None and bus_link.startswith(_DEVICES_FROM_BUS):
+        return f"{sys_root}/{bus_link[len('../../../') :]}"
+    return f"{sys_root}/bus/pci/devices/{name}"
+
+
+def _read_attributes(
+    name: str, bus_link: str | None, path: str, fd: int, entries: set[str], address_of: AddressOf
+) -> RawFunction:
+    uevent, revision, numa_node, driver_override = read_many(_COMMON_FILES, fd)
+    return RawFunction(
+        name,
+        bus_link,
+        link_target("iommu_group", fd),
+        uevent,
+        # a bound driver is named in uevent; the link is the fallback for a garbled one
+        link_name("driver", fd)
+        if "driver" in entries and not (uevent and uevent.startswith(b"DRIVER="))
+        else None,
+        revision,
+        numa_node,
+        driver_override,
+        link_target("physfn", fd) if "physfn" in entries else None,
+        list_dir(f"{path}/vfio-dev") if "vfio-dev" in entries else None,
+        list_dir(f"{path}/net") if "net" in entries else None,
+        _sriov(fd, entries, address_of) if "sriov_totalvfs" in entries else None,
+        _mdev_types(fd) if "mdev_supported_types" in entries else (),
+    )
+
+
+def read_fallback(bus_fd: int, name: str) -> dict[str, str | None]:
+    """The one-value ID and class files, for a function whose uevent did not parse."""
+    fd = open_dir(name, bus_fd)
+    if fd is None:
+        return {}
+    try:
+        return {file: read_text(file, fd) for file in FALLBACK_FILES}
+    finally:
+        os.close(fd)
+
+
+def int_or(text: str | None, default: int) -> int:
+    """An integer attribute, or default when it is missing or garbage."""
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _sriov(fd: int, entries: set[str], address_of: AddressOf) -> Sriov:
+    vfs = []
+    for name in entries:
+        if name.startswith("virtfn") and name[6:].isdigit():
+            vf = link_name(name, fd)
+            if vf is not None and is_address(vf):
+                vfs.append((int(name[6:]), address_of(vf)))
+    autoprobe = read_text("sriov_drivers_autoprobe", fd)
+    return Sriov(
+        total_vfs=int_or(read_text("sriov_totalvfs", fd), 0),
+        num_vfs=int_or(read_text("sriov_numvfs", fd), 0),
+        vfs=tuple(vf for _, vf in sorted(vfs)),
+        drivers_autoprobe=None if autoprobe is None else autoprobe.strip() == "1",
+    )
+
+
+def _mdev_types(fd: int) -> tuple[MdevType, ...]:
+    types = []
+    for type_id in sorted(list_dir("mdev_supported_types", fd)):
+        base = f"mdev_supported_types/{type_id}/"
+        types.append(
+            MdevType(
+                type_id=type_id,
+                name=read_text(base + "name", fd) or type_id,
+                available_instances=int_or(read_text(base + "available_instances", fd), 0),
+                device_api=read_text(base + "device_api", fd) or "",
+                description=read_text(base + "description", fd) or "",
+            )
+        )
+    return tuple(types)
+
+
+_ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+
+
+def is_address(name: str) -> bool:
+    """Whether a kernel-written name is a PCI function address DDDD:BB:SS.F."""
+    return _ADDRESS_LIKE.match(name) is not None
