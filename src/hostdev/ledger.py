@@ -26,6 +26,7 @@ from hostdev.allocation import (
     check_allocation,
     compute_availability,
     device_status,
+    find_violations,
     index_holdings,
 )
 
@@ -121,21 +122,43 @@ class AllocationLedger:
     def _add_to_index(self, holders: Sequence[Holder], containers: Sequence[Sequence[str]]) -> None:
         """Cheap update after a grant: only the new devices and their rivals change state."""
         assert self._index is not None
-        affected: set[str] = set()
+        granted: set[str] = set()
         for holder, ids in zip(holders, containers, strict=True):
             for device_id in ids:
                 for lock in self._inventory.locks[device_id]:
                     self._index.setdefault(lock.key, []).append((holder, lock.mode, device_id))
-                affected.add(device_id)
-                affected.update(self._inventory.rivals.get(device_id, ()))
-        if self._cached is None:
+                granted.add(device_id)
+        if self._cached is not None:
+            self._cached = self._restated(granted, self._cached.violations)
+
+    def _restated(self, changed: set[str], violations: tuple[str, ...]) -> Availability:
+        """The cached availability with the changed devices and their rivals recomputed."""
+        assert self._cached is not None and self._index is not None
+        affected = set(changed)
+        for device_id in changed:
+            affected.update(self._inventory.rivals.get(device_id, ()))
+        devices, index, holdings = self._inventory.devices, self._index, self._holdings
+        return self._cached.with_changes(
+            (
+                device_status(self._inventory, index, holdings, i, self.in_use_known)
+                for i in affected
+                if i in devices
+            ),
+            violations,
+        )
+
+    def _adopt_holdings(self, holdings: dict[str, Holder]) -> None:
+        """New holdings from a reconcile: recompute only the devices whose holder changed."""
+        if self._cached is None or not self.in_use_known:
+            self._holdings, self.in_use_known = holdings, True
+            self._changed()
             return
-        statuses = dict(self._cached.statuses)
-        for device_id in affected:
-            statuses[device_id] = device_status(
-                self._inventory, self._index, self._holdings, device_id, self.in_use_known
-            )
-        self._cached = Availability(statuses, self._cached.violations)
+        before = self._holdings
+        changed = {i for i in before.keys() | holdings.keys() if before.get(i) != holdings.get(i)}
+        self._holdings = holdings
+        self._index = index_holdings(self._inventory, holdings)
+        self._cached = self._restated(changed, find_violations(self._inventory, self._index))
+        self.generation += 1
 
     def _drop(self, holders: Sequence[Holder]) -> None:
         for holder in holders:
@@ -159,9 +182,7 @@ class AllocationLedger:
         for pending in kept.values():
             holdings.update(dict.fromkeys(pending.device_ids, pending.holder))
         if holdings != self._holdings or not self.in_use_known:
-            self._holdings = holdings
-            self.in_use_known = True
-            self._changed()
+            self._adopt_holdings(holdings)
         self.podresources_reachable = True
         self.last_error = ""
         return dropped

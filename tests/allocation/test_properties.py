@@ -122,6 +122,16 @@ class Kubelet:
         assert compute_availability(self.inventory, live).violations == ()
         if self.ledger.in_use_known:
             assert set(live) <= set(self.ledger.holdings)
+        # the ledger updates availability in place after grants and reconciles: never drift
+        kept = self.ledger.availability()
+        fresh = compute_availability(
+            self.ledger.inventory, self.ledger.holdings, in_use_known=self.ledger.in_use_known
+        )
+        assert (kept.statuses, kept.blocked(), kept.violations) == (
+            fresh.statuses,
+            fresh.blocked(),
+            fresh.violations,
+        )
 
 
 REQUEST = st.dictionaries(
