@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -175,24 +176,42 @@ def _rss_kib(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
-async def _allocate_latencies(plugin_dir: Path, resource: str, devices: list[str]) -> list[float]:
-    """Allocate round trips, one distinct device per call, as the kubelet does for new pods
-    (allocating one device again and again would make every call release the last holder)."""
-
-    def request(device: str) -> Any:
-        return pb.AllocateRequest(
-            container_requests=[pb.ContainerAllocateRequest(devices_ids=[device])]
-        )
-
-    async with grpc.aio.insecure_channel(f"unix://{plugin_dir / socket_name(resource)}") as ch:
-        stub = pb_grpc.DevicePluginStub(ch)
-        await stub.Allocate(request(devices[-1]))  # connect and warm up
-        latencies = []
-        for device in devices[:ALLOCATE_CALLS]:
-            started = time.perf_counter()
-            await stub.Allocate(request(device))
-            latencies.append(time.perf_counter() - started)
+async def _allocate_latencies(socket: Path, devices: list[str]) -> list[float]:
+    """Allocate round trips from a client process of its own, one distinct device per call, as
+    the kubelet does for new pods (allocating one device again and again would make every call
+    release the last holder)."""
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.allocate_client",
+        str(socket),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    out, _ = await client.communicate(json.dumps(devices[:ALLOCATE_CALLS]).encode())
+    latencies: list[float] = json.loads(out)
     return latencies
+
+
+class _DoNothingPlugin(pb_grpc.DevicePluginServicer):
+    """Allocate answers an empty response at once: the floor of a Python gRPC round trip."""
+
+    async def Allocate(self, request: Any, context: Any) -> Any:
+        return pb.AllocateResponse()
+
+
+async def _grpc_floor(tmp: Path) -> list[float]:
+    """The same client against a servicer that does nothing: what gRPC alone costs here."""
+    socket = tmp / "floor.sock"
+    server = grpc.aio.server()
+    pb_grpc.add_DevicePluginServicer_to_server(_DoNothingPlugin(), server)
+    server.add_insecure_port(f"unix://{socket}")
+    await server.start()
+    try:
+        return await _allocate_latencies(socket, [f"dev{i}" for i in range(ALLOCATE_CALLS)])
+    finally:
+        await server.stop(None)
 
 
 async def _allocate_handler_latencies(root: Path, device: str) -> list[float]:
@@ -238,18 +257,20 @@ async def _large_host(tmp: Path) -> list[str]:
             rss, _ = _rss_kib(proc.pid)
             devices = _devices(sim)
             device = devices[0]
-            latencies = await _allocate_latencies(
-                plugin_dir, "devices.kubevirt.io/8086_1889", devices
-            )
+            socket = plugin_dir / socket_name("devices.kubevirt.io/8086_1889")
+            latencies = await _allocate_latencies(socket, devices)
             restarts = await _restart_times(sim, expected)
             _, peak = _rss_kib(proc.pid)
         finally:
             await _stop(proc)
     handler = await _allocate_handler_latencies(root, device)
+    floor = await _grpc_floor(tmp)
     return [
         *_large_lines(rss, peak, latencies, restarts),
         f"| Allocate handler alone p50 / p99 (in-process, no gRPC) | "
         f"{_ms(_pct(handler, 0.5))} / {_ms(_pct(handler, 0.99))} | |",
+        f"| gRPC floor: same client, a servicer that answers at once, p50 / p99 | "
+        f"{_ms(_pct(floor, 0.5))} / {_ms(_pct(floor, 0.99))} | |",
     ]
 
 
@@ -264,7 +285,8 @@ def _large_lines(rss: int, peak: int, latencies: list[float], restarts: list[flo
         f"| RSS after registration | {rss / 1024:.1f} MiB | ≤ 45 MiB |",
         f"| peak RSS (after {ALLOCATE_CALLS} Allocates and {RESTARTS} kubelet restarts) | "
         f"{peak / 1024:.1f} MiB | ≤ 45 MiB |",
-        f"| Allocate round trip p50 ({ALLOCATE_CALLS} calls, a new device each) | "
+        f"| Allocate round trip p50 ({ALLOCATE_CALLS} calls, a new device each, "
+        "client in its own process) | "
         f"{_ms(_pct(latencies, 0.5))} | |",
         f"| Allocate round trip p99 | {_ms(_pct(latencies, 0.99))} | ≤ 2 ms |",
         f"| kubelet restart → re-registered p50 ({RESTARTS} restarts, 2 resources) | "
