@@ -109,3 +109,16 @@ async def test_claim_is_all_or_nothing(
         table.claim(name, requests)
     assert caught.value.code == code
     assert policy.claims == []
+
+
+def test_an_unchanged_resource_keeps_its_objects(host: Host, tmp_path: Path) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    before = {n: table.snapshot(n) for n in table.resource_names()}
+    rescanned = scan_host(build_example("gpu-node", tmp_path / "again").fs)
+    table.update_host(rescanned)  # same devices: the old Resource and snapshot stay
+    for name, snapshot in before.items():
+        assert table.snapshot(name) is snapshot
+    table.set_health("0000:65:00.0", "removed from the bus")  # health changes still publish
+    assert (
+        table.snapshot(T4) is not before[T4] and table.snapshot(T4).resource is before[T4].resource
+    )
