@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from enum import Enum
-from typing import Self
+from typing import Self, TypeVar
 
 from hostdev.errors import HostdevError
 from hostdev.host.model import Host, PciAddress, PciDevice
 
+_T = TypeVar("_T")
 GROUP = "group"
 FUNCTION = "function"
 
@@ -198,7 +199,8 @@ def build_inventory(host: Host, resources: Mapping[str, Iterable[str]]) -> Inven
 def make_inventory(devices: Iterable[ServedDevice]) -> Inventory:
     """Index served devices by ID and find those whose locks overlap another's."""
     by_id = {d.id: d for d in devices}
-    locks = {i: d.locks for i, d in by_id.items()}
+    common = _Shared(by_id)
+    locks = {i: common.locks(d.locks) for i, d in by_id.items()}
     takers: dict[tuple[str, str], tuple[list[str], list[str]]] = {}  # exclusive, shared
     for device_id, device_locks in locks.items():
         for lock in device_locks:
@@ -221,8 +223,25 @@ def make_inventory(devices: Iterable[ServedDevice]) -> Inventory:
         locks,
         {i: frozenset(r - {i}) for i, r in rivals.items() if r - {i}},
         {name: tuple(sorted(ids)) for name, ids in sorted(by_resource.items())},
-        {i: (d.numa_node, d.pci_path[:-1]) for i, d in by_id.items()},
+        {i: common.one((d.numa_node, d.pci_path[:-1])) for i, d in by_id.items()},
     )
+
+
+class _Shared:
+    """One object for equal values (lock names, locks, places) across an inventory: a VF's
+    lock on its PF and its place are the same for every VF of the PF, and a function's lock
+    name is its device ID. Thousands of served devices then hold few distinct objects."""
+
+    def __init__(self, by_id: Mapping[str, ServedDevice]) -> None:
+        self._values: dict[object, object] = dict(zip(by_id, by_id, strict=True))
+
+    def one(self, value: _T) -> _T:
+        """The first value seen equal to this one."""
+        return self._values.setdefault(value, value)  # type: ignore[return-value]
+
+    def locks(self, locks: tuple[Lock, ...]) -> tuple[Lock, ...]:
+        """The locks, each made of shared parts."""
+        return tuple(self.one(Lock(k.kind, self.one(k.name), k.mode)) for k in locks)
 
 
 def served_device(host: Host, resource: str, device_id: str) -> ServedDevice:
@@ -248,7 +267,7 @@ def served_device(host: Host, resource: str, device_id: str) -> ServedDevice:
     return ServedDevice(
         device_id,
         resource,
-        address,
+        dev.address,  # the host's object: the parsed copy is dropped
         dev.iommu_group,
         dev.numa_node,
         (*dev.pci_path, device_id),

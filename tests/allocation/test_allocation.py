@@ -249,3 +249,14 @@ def test_holder_names_itself() -> None:
 def test_inventory_lists_resources(shared: Inventory) -> None:
     assert shared.resources[0] == "example.com/gpu"
     assert shared.resource_ids("example.com/gpu") == (GPU_GROUP_15, T4_NUMA0, T4_NUMA1)
+
+
+def test_inventory_shares_equal_parts(shared: Inventory, shared_host: Host) -> None:
+    """Thousands of VFs of one PF must not each hold a copy of the same lock and place."""
+    pf_locks = {id(shared.locks[v][-1]) for v in VFS}
+    assert len(pf_locks) == 1 and shared.locks[VFS[0]][-1].mode is Mode.SHARED
+    assert len({id(shared.places[v]) for v in VFS}) == 1
+    own = shared.locks[VFS[0]][1]  # a function's lock is named by its device ID object
+    assert own.kind == "function" and own.name is next(i for i in shared.devices if i == VFS[0])
+    device = shared.devices[VFS[0]]
+    assert device.address is shared_host.devices[device.address].address  # not a parsed copy

@@ -10,6 +10,8 @@ import pytest
 from hostdev.config import DEFAULT_CONFIG
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
+from hostdev.kubelet.api import deviceplugin_pb2 as pb
+from hostdev.kubelet.plugin import list_response
 from hostdev.kubelet.state import AllocationError, DeviceTable
 from hostdev.selection import Resource
 from hostdev.testing.examples import build_example
@@ -109,3 +111,42 @@ async def test_claim_is_all_or_nothing(
         table.claim(name, requests)
     assert caught.value.code == code
     assert policy.claims == []
+
+
+def test_an_unchanged_resource_keeps_its_objects(host: Host, tmp_path: Path) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    before = {n: table.snapshot(n) for n in table.resource_names()}
+    rescanned = scan_host(build_example("gpu-node", tmp_path / "again").fs)
+    table.update_host(rescanned)  # same devices: the old Resource and snapshot stay
+    for name, snapshot in before.items():
+        assert table.snapshot(name) is snapshot
+    table.set_health("0000:65:00.0", "removed from the bus")  # health changes still publish
+    assert (
+        table.snapshot(T4) is not before[T4] and table.snapshot(T4).resource is before[T4].resource
+    )
+
+
+@pytest.mark.parametrize("unhealthy", [(), ("0000:65:00.0",)], ids=["healthy", "one-unhealthy"])
+def test_list_response_lists_every_device_with_health_and_numa(
+    host: Host, unhealthy: tuple[str, ...]
+) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    for device_id in unhealthy:
+        table.set_health(device_id, "removed from the bus")
+    for name in table.resource_names():
+        snapshot = table.snapshot(name)
+        assert snapshot is not None
+        expected = pb.ListAndWatchResponse(
+            devices=[
+                pb.Device(
+                    ID=v.device.id,
+                    health="Healthy" if v.healthy else "Unhealthy",
+                    topology=pb.TopologyInfo(nodes=[pb.NUMANode(ID=v.device.numa_node)])
+                    if v.device.numa_node is not None and v.device.numa_node >= 0
+                    else None,
+                )
+                for v in snapshot.views
+            ]
+        )
+        assert list_response(snapshot) == expected
+    assert any(h.device.numa_node for h in table.snapshot(T4).views)  # NUMA is exercised

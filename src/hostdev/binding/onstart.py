@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hostdev import metrics
-from hostdev.binding.execute import BindOptions, BindResult, bind_devices, reset_device
 from hostdev.config.model import Config
 from hostdev.errors import HostdevError
 from hostdev.host.fs import HostFS
 from hostdev.host.model import VFIO_PCI, Host, PciAddress
 from hostdev.host.writer import HostWriter, SysfsWriter
 from hostdev.selection import resource_takes
+
+if TYPE_CHECKING:  # the bind machinery (guards, plans, state file) loads on the first bind
+    from hostdev.binding.execute import BindOptions, BindResult
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class Binder:
 
     fs: HostFS
     writer: HostWriter = field(default_factory=SysfsWriter)
-    options: BindOptions = field(default_factory=BindOptions)
+    options: BindOptions | None = None  # None: the safe defaults
     given_up: set[PciAddress] = field(default_factory=set)
 
     def pending(self, host: Host, config: Config) -> list[PciAddress]:
@@ -73,8 +76,10 @@ class Binder:
         return results
 
     def _bind(self, addresses: list[PciAddress]) -> BindResult | None:
+        from hostdev.binding.execute import BindOptions, bind_devices
+
         try:
-            return bind_devices(self.fs, self.writer, addresses, self.options)
+            return bind_devices(self.fs, self.writer, addresses, self.options or BindOptions())
         except HostdevError as err:
             metrics.BINDING_FAILURES.labels(operation="bind").inc()
             log.warning("bind onStart: %s: %s", ", ".join(map(str, addresses)), err)
@@ -82,6 +87,8 @@ class Binder:
 
     def reset(self, address: PciAddress) -> None:
         """Reset one function through sysfs `reset` (raises HostdevError)."""
+        from hostdev.binding.execute import reset_device
+
         reset_device(self.fs, self.writer, address)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from hostdev.binding.onstart import Binder
 from hostdev.config.model import Config
-from hostdev.daemon.provision import reapply_sriov
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
@@ -113,13 +112,19 @@ class Node:
         """Blocking: scan; re-create declared VFs a driver reload reset and bind onStart
         devices that appeared, scanning again after either wrote anything."""
         host = self.scanner(self.fs)
-        writer = self.binder.writer
-        if self.config.sriov and reapply_sriov(self.fs, writer, host, self.config, in_use=held):
+        if self.config.sriov and self._reapply_sriov(host, held):
             host = self.scanner(self.fs)
         if self.binder.pending(host, self.config):
             self.binder.bind_pending(host, self.config)
             host = self.scanner(self.fs)
         return host
+
+    def _reapply_sriov(self, host: Host, held: frozenset[str]) -> bool:
+        """Re-create declared VFs a driver reload reset; True when anything was written."""
+        from hostdev.daemon.provision import reapply_sriov  # only configs with sriov: need it
+
+        writer = self.binder.writer
+        return reapply_sriov(self.fs, writer, host, self.config, in_use=held) is not None
 
     def held_ids(self) -> frozenset[str]:
         """Device IDs pods hold, as far as the allocation accounting knows (event loop only)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
@@ -48,7 +47,9 @@ class InotifyEvent:
 
 
 def _libc() -> ctypes.CDLL:
-    lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The C library the interpreter is linked against: no ctypes.util.find_library, which
+    # runs `ldconfig -p` in a subprocess and imports tempfile, shutil and random (1 MiB).
+    lib = ctypes.CDLL(None, use_errno=True)
     lib.inotify_init1.argtypes = [ctypes.c_int]
     lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
     lib.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -144,6 +144,9 @@ class Viability:
     blockers: tuple[tuple[PciAddress, str], ...]  # (member, its host driver)
 
 
+VIABLE = Viability(True, ())  # shared by every viable group
+
+
 @dataclass(frozen=True, slots=True)
 class SkippedDevice:
     """A sysfs entry the scanner could not turn into a device, with the reason."""
@@ -192,7 +195,7 @@ class Host:
                 blockers.append((member, "an unreadable driver"))
             elif not dev.is_bridge and dev.driver not in (None, VFIO_PCI):
                 blockers.append((member, dev.driver))
-        result = Viability(not blockers, tuple(blockers))
+        result = Viability(False, tuple(blockers)) if blockers else VIABLE
         self._viability[number] = result
         return result
 

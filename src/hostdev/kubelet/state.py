@@ -112,6 +112,11 @@ def intrinsic_problem(device: ServedDevice, host: Host) -> str | None:
     return None
 
 
+def _same_or_new(old: Resource | None, new: Resource) -> Resource:
+    """The old object when the new selection equals it, else the new one."""
+    return old if old is not None and old == new else new
+
+
 class DeviceTable:
     """Per-resource device state; publishes a new snapshot on every change."""
 
@@ -233,7 +238,9 @@ class DeviceTable:
         selected = select(self.host, self.config)
         if self.keep_vanished:
             selected = retain_vanished(self._resources, selected, self._health)
-        self._resources = {r.name: r for r in selected}
+        # An unchanged resource keeps its object: snapshots and the accounting's inventory
+        # stay valid (no rebuild), and one copy of its devices lives, not two.
+        self._resources = {r.name: _same_or_new(self._resources.get(r.name), r) for r in selected}
         self._intrinsic = {
             d.id: problem
             for r in self._resources.values()

@@ -1,0 +1,51 @@
+"""`hostdev serve` loads only what serving needs (its resident memory budget is 45 MiB)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from hostdev.testing.examples import build_example
+
+# Never loaded by `hostdev serve` without a config: the config schema, the prometheus_client
+# package (hostdev.prom replaces it), and what only bind onStart, provisioning (sriov:,
+# mediated devices) or node-label lookups use.
+NEVER_LOADED = (
+    "pydantic",
+    "prometheus_client",
+    "yaml",
+    "urllib.request",
+    "http.server",
+    "ctypes.util",
+    "hostdev.config.loader",
+    "hostdev.binding.execute",
+    "hostdev.daemon.provision",
+    "hostdev.nodelabels",
+)
+
+# Runs the real `serve` command; only the wait for a signal is replaced by start then stop.
+SCRIPT = f"""
+import sys
+from hostdev.cli import main, serve
+
+async def start_stop(node):
+    await node.start()
+    await node.stop()
+
+serve.serve = start_stop
+host, plugins, pod_resources = sys.argv[1:]
+code = main.main(["serve", "--host-root", host, "--plugin-dir", plugins,
+                  "--pod-resources-socket", pod_resources, "--no-uevents"])
+print(code, "hostdev.daemon.live" in sys.modules)
+print(*[name for name in {NEVER_LOADED!r} if name in sys.modules])
+"""
+
+
+def test_serve_without_config_loads_only_what_it_needs(tmp_path: Path, sockdir: Path) -> None:
+    build_example("gpu-node", tmp_path / "host")
+    argv = [str(tmp_path / "host"), str(sockdir / "dp"), str(sockdir / "pr.sock")]
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, check=False
+    )
+    assert run.stdout.splitlines() == ["0 True", ""], run.stderr[-2000:]
