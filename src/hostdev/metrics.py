@@ -1,9 +1,9 @@
 """Prometheus metrics and the small HTTP server that exposes them with /healthz.
 
-The metrics live in one registry of their own (`REGISTRY`, built on `hostdev.prom` rather
-than prometheus_client, to keep the daemon small), so no process metrics are exported.
-Counters are module level: the code that sees an event increments it. Device counts are not
-kept up to date by hand; `NodeCollector` reads the device table when Prometheus scrapes.
+The metrics live in one registry of their own (`REGISTRY`, not the client library's global
+one) so importing hostdev never exports process metrics by surprise. Counters are module
+level: the code that sees an event increments it. Device counts are not kept up to date by
+hand; `DeviceCollector` reads the device table when Prometheus scrapes.
 
 The HTTP server is asyncio on the daemon's own loop, so /healthz answering proves the loop is
 alive; it speaks just enough HTTP/1.1 for Prometheus and the kubelet's probes.
@@ -18,15 +18,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
 from hostdev.errors import BadInputError
-from hostdev.prom import CONTENT_TYPE, Counter, Gauge, MetricFamily, Registry
 
 if TYPE_CHECKING:
     from hostdev.kubelet.state import DeviceTable
 
 log = logging.getLogger(__name__)
 
-REGISTRY = Registry()
+REGISTRY = CollectorRegistry(auto_describe=True)
 ALLOCATIONS = Counter(
     "hostdev_allocations",
     "Allocate container requests answered, by resource and result (granted or refused).",
@@ -70,7 +79,7 @@ CONFIG_RELOADS = Counter(
 )
 
 
-class NodeCollector:
+class NodeCollector(Collector):
     """Read at scrape time from the running node: hostdev_devices{resource,state} from the
     device table, and hostdev_podresources_reachable from the PodResources reconciler.
 
@@ -85,13 +94,12 @@ class NodeCollector:
         self.table = table
         self.reachable = reachable
 
-    def collect(self) -> Iterator[MetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         """One device sample per resource and state; reachability once known."""
-        family = MetricFamily(
+        family = GaugeMetricFamily(
             "hostdev_devices",
             "Devices served, by resource and state (healthy, allocated, unhealthy).",
-            "gauge",
-            ("resource", "state"),
+            labels=["resource", "state"],
         )
         for name, counts in sorted(device_counts(self.table()).items()):
             for state in ("healthy", "allocated", "unhealthy"):
@@ -99,13 +107,11 @@ class NodeCollector:
         yield family
         reachable = self.reachable()
         if reachable is not None:
-            gauge = MetricFamily(
+            yield GaugeMetricFamily(
                 "hostdev_podresources_reachable",
                 "1 when the last PodResources List call succeeded, 0 when it failed.",
-                "gauge",
+                value=1 if reachable else 0,
             )
-            gauge.add_metric((), 1.0 if reachable else 0.0)
-            yield gauge
 
 
 def device_counts(table: DeviceTable | None) -> dict[str, dict[str, int]]:
@@ -173,7 +179,7 @@ class MetricsServer:
             return Reply(405, "Method Not Allowed", "text/plain", b"GET or HEAD only\n")
         path = path.split("?", 1)[0]
         if path == "/metrics":
-            return Reply(200, "OK", CONTENT_TYPE, REGISTRY.exposition())
+            return Reply(200, "OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
         if path == "/healthz":
             problem = self.problem()
             if problem is None:

@@ -8,15 +8,11 @@ from pathlib import Path
 
 from hostdev.testing.examples import build_example
 
-# Never loaded by `hostdev serve` without a config: the config schema, the prometheus_client
-# package (hostdev.prom replaces it), and what only bind onStart, provisioning (sriov:,
-# mediated devices) or node-label lookups use.
+# Never loaded by `hostdev serve` without a config: the config schema, and what only bind
+# onStart, provisioning (sriov:, mediated devices) or node-label lookups use.
 NEVER_LOADED = (
     "pydantic",
-    "prometheus_client",
     "yaml",
-    "urllib.request",
-    "http.server",
     "ctypes.util",
     "hostdev.config.loader",
     "hostdev.binding.execute",

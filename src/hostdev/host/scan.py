@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from sys import intern
 
 from hostdev.host.fs import HostFS, link_name, link_target, list_dir, open_dir
 from hostdev.host.model import Host, IommuGroup, Mdev, PciAddress, PciDevice, SkippedDevice
@@ -45,6 +46,7 @@ class _Accumulator:
     addresses: dict[str, PciAddress] = field(default_factory=dict)  # one object per address
     bus_fd: int = -1  # bus/pci/devices, open through both passes
     sys_root: str = "/sys"
+    paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # PCIe paths, shared
 
     def address(self, name: str) -> PciAddress:
         """The PciAddress of a kernel-written name, parsed once per scan."""
@@ -153,7 +155,7 @@ def _build_device(
         _override(raw.driver_override),
         group,
         _numa_node(raw.numa_node, problems),
-        _pci_path(raw.bus_link),
+        _pci_path(raw.bus_link, acc.paths),
         raw.sriov,
         _physfn(raw.physfn_link, acc),
         None,  # vf_index: from the PF's virtfnN links, once every function is known
@@ -165,14 +167,15 @@ def _build_device(
 
 
 def _fast_uevent(fields: _UeventFields) -> _UeventFields:
+    # interned: thousands of VFs share each value, and a daemon keeps the snapshot
     driver, class_code, vendor, device, sub_vendor, sub_device = fields
     return (
-        driver,
-        class_code.lower().zfill(6),
-        vendor.lower(),
-        device.lower(),
-        sub_vendor.lower(),
-        sub_device.lower(),
+        intern(driver) if driver else None,
+        intern(class_code.lower().zfill(6)),
+        intern(vendor.lower()),
+        intern(device.lower()),
+        intern(sub_vendor.lower()),
+        intern(sub_device.lower()),
     )
 
 
@@ -234,7 +237,7 @@ def _hex_value(text: str | None, width: int) -> str | None:
 def _revision(raw: bytes | None) -> str:
     match = _REVISION.fullmatch(raw) if raw else None
     if match is not None:
-        return match[1].decode().lower()
+        return intern(match[1].decode().lower())
     return _hex_value(raw.decode("utf-8", "replace") if raw else None, 2) or "00"
 
 
@@ -258,13 +261,18 @@ def _base(link: str | None) -> str | None:
     return link.rpartition("/")[2] if link is not None else None
 
 
-def _pci_path(target: str | None) -> tuple[str, ...]:
-    """Upstream bridge addresses from the bus link target, root port first."""
+def _pci_path(target: str | None, known: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Upstream bridge addresses from the bus link target, root port first (one tuple shared
+    by every function behind the same bridges)."""
     # ../../../devices/pci0000:00/<bridge>/.../<self>: bridges sit between the root and self
     root = target.find("/pci") if target else -1
     if target is None or root < 0:
         return ()
-    return tuple(target[root + 1 :].split("/")[1:-1])
+    parent = target[root + 1 : target.rfind("/")]
+    path = known.get(parent)
+    if path is None:
+        path = known[parent] = tuple(parent.split("/")[1:])
+    return path
 
 
 def _physfn(link: str | None, acc: _Accumulator) -> PciAddress | None:
