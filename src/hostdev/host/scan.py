@@ -62,7 +62,8 @@ def scan_host(fs: HostFS) -> Host:
     acc = _Accumulator(sys_root=str(fs.sys_root))
     pci_dir = fs.sys("bus", "pci", "devices")
     names = list_dir(pci_dir)
-    acc.bus_fd = open_dir(pci_dir) or -1
+    bus_fd = open_dir(pci_dir)
+    acc.bus_fd = -1 if bus_fd is None else bus_fd
     try:
         with _collector_paused():
             for raw in _read_bus(names, acc):
