@@ -31,7 +31,8 @@ _UP_TO_SYS = "../../../"  # from bus/pci/devices/ back to the sysfs root
 _DEVICES_FROM_BUS = _UP_TO_SYS + "devices/"
 _COMMON_FILES = ("uevent", "revision", "numa_node", "driver_override")  # missing ones: None
 # one-value files the parse falls back on when uevent is not in the kernel's format
-FALLBACK_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
+_FALLBACK_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
+_ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 AddressOf = Callable[[str], PciAddress]
 
@@ -41,13 +42,13 @@ class RawFunction(NamedTuple):
 
     name: str
     bus_link: str | None  # target of bus/pci/devices/<name>: the PCIe path
-    group_link: str | None
+    group: str | None  # the iommu_group link's last component, e.g. "12"
     uevent: bytes | None
-    driver_link: str | None  # read only when uevent names no driver
+    driver: str | None  # the driver link's last component, read only when uevent has none
     revision: bytes | None
     numa_node: bytes | None  # None: missing or unreadable
     driver_override: bytes | None
-    physfn_link: str | None
+    physfn: str | None  # the physfn link's last component
     vfio_dev: list[str] | None
     net: list[str] | None
     sriov: Sriov | None
@@ -89,7 +90,7 @@ def _read_attributes(
     return RawFunction(
         name,
         bus_link,
-        link_target("iommu_group", fd),
+        link_name("iommu_group", fd),
         uevent,
         # a bound driver is named in uevent; the link is the fallback for a garbled one
         link_name("driver", fd)
@@ -98,7 +99,7 @@ def _read_attributes(
         revision,
         numa_node,
         driver_override,
-        link_target("physfn", fd) if "physfn" in entries else None,
+        link_name("physfn", fd) if "physfn" in entries else None,
         list_dir(f"{path}/vfio-dev") if "vfio-dev" in entries else None,
         list_dir(f"{path}/net") if "net" in entries else None,
         _sriov(fd, entries, address_of) if "sriov_totalvfs" in entries else None,
@@ -112,7 +113,7 @@ def read_fallback(bus_fd: int, name: str) -> dict[str, str | None]:
     if fd is None:
         return {}
     try:
-        return {file: read_text(file, fd) for file in FALLBACK_FILES}
+        return {file: read_text(file, fd) for file in _FALLBACK_FILES}
     finally:
         os.close(fd)
 
@@ -154,9 +155,6 @@ def _mdev_types(fd: int) -> tuple[MdevType, ...]:
             )
         )
     return tuple(types)
-
-
-_ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
 def is_address(name: str) -> bool:

@@ -116,7 +116,7 @@ def _read_bus(names: list[str], acc: _Accumulator) -> list[RawFunction]:
 def _add_function(raw: RawFunction, acc: _Accumulator) -> None:
     """Phase two for one function: its group membership, then the device or why not."""
     address = acc.address(raw.name)
-    group = _group_number(raw.group_link)
+    group = _group_number(raw.group)
     if group is not None:  # an unreadable member still counts: it blocks viability
         members = acc.group_members.get(group)
         if members is None:
@@ -129,9 +129,8 @@ def _add_function(raw: RawFunction, acc: _Accumulator) -> None:
         acc.skipped.append(SkippedDevice(raw.name, str(why)))
 
 
-def _group_number(link: str | None) -> int | None:
-    number = link.rpartition("/")[2] if link else ""
-    return int(number) if number.isdigit() else None
+def _group_number(name: str | None) -> int | None:
+    return int(name) if name and name.isdigit() else None
 
 
 def _build_device(
@@ -152,13 +151,13 @@ def _build_device(
         sub_device,
         class_code,
         _revision(raw.revision),
-        driver or _base(raw.driver_link),
+        driver or raw.driver,
         _override(raw.driver_override),
         group,
         _numa_node(raw.numa_node, problems),
         _pci_path(raw.bus_link, acc.paths),
         raw.sriov,
-        _physfn(raw.physfn_link, acc),
+        acc.address(raw.physfn) if raw.physfn and is_address(raw.physfn) else None,
         None,  # vf_index: from the PF's virtfnN links, once every function is known
         tuple(sorted(raw.net)) if raw.net else (),
         min(raw.vfio_dev) if raw.vfio_dev else None,
@@ -258,10 +257,6 @@ def _override(raw: bytes | None) -> str | None:
     return None if text in ("", "(null)") else text
 
 
-def _base(link: str | None) -> str | None:
-    return link.rpartition("/")[2] if link is not None else None
-
-
 def _pci_path(target: str | None, known: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     """Upstream bridge addresses from the bus link target, root port first (one tuple shared
     by every function behind the same bridges)."""
@@ -274,11 +269,6 @@ def _pci_path(target: str | None, known: dict[str, tuple[str, ...]]) -> tuple[st
     if path is None:
         path = known[parent] = tuple(parent.split("/")[1:])
     return path
-
-
-def _physfn(link: str | None, acc: _Accumulator) -> PciAddress | None:
-    base = _base(link)
-    return acc.address(base) if base and is_address(base) else None
 
 
 def _index_vfs(devices: dict[PciAddress, PciDevice]) -> None:
@@ -318,7 +308,7 @@ def _scan_mdevs(fs: HostFS, devices: dict[PciAddress, PciDevice]) -> list[Mdev]:
                 type_id,
                 names.get(type_id, type_id),
                 parent,
-                int(group) if group and group.isdigit() else None,
+                _group_number(group),
             )
         )
     return mdevs
