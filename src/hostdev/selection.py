@@ -82,7 +82,7 @@ def _driver(sel: Selector, dev: PciDevice, host: Host) -> bool:
 def _pf_name(sel: Selector, dev: PciDevice, host: Host) -> bool:
     if not sel.pf_names:
         return True
-    pf = host.device(dev.physfn) if dev.physfn is not None else None
+    pf = host.pf_of(dev)
     if pf is None:
         return False
     return any(m.matches_vf(pf.netdevs, dev.vf_index) for m in sel.pf_names)
@@ -95,7 +95,7 @@ def _nova(sel: Selector, dev: PciDevice, host: Host) -> bool:
 def _pf_device(sel: Selector, dev: PciDevice, host: Host) -> bool:
     if sel.pf_device is None:
         return True
-    pf = host.device(dev.physfn) if dev.physfn is not None else None
+    pf = host.pf_of(dev)
     return pf is not None and id_matches(sel.pf_device, pf.vendor_device)
 
 

@@ -50,7 +50,7 @@ class PfVfRange:
 
     def matches(self, dev: PciDevice, host: Host) -> bool:
         """True for a selected VF."""
-        pf = host.device(dev.physfn) if dev.physfn is not None else None
+        pf = host.pf_of(dev)
         return pf is not None and self.matcher.matches_vf(pf.netdevs, dev.vf_index)
 
 
@@ -70,7 +70,7 @@ class VfsOfPf:
 
     def matches(self, dev: PciDevice, host: Host) -> bool:
         """True for a VF of a matching PF."""
-        pf = host.device(dev.physfn) if dev.physfn is not None else None
+        pf = host.pf_of(dev)
         return pf is not None and fnmatchcase(pf.vendor_device, self.pattern)
 
 
@@ -311,7 +311,7 @@ class NeutronExclusions:
 
     def excludes(self, dev: PciDevice, host: Host) -> bool:
         """True when the device is a listed VF of a listed PF interface."""
-        pf = host.device(dev.physfn) if dev.physfn is not None else None
+        pf = host.pf_of(dev)
         names = pf.netdevs if pf is not None else dev.netdevs
         return any(dev.address in self.by_interface.get(n, ()) for n in names)
 

@@ -45,6 +45,8 @@ def test_sriov_pf_and_vfs(sink: FakeHost) -> None:
     vf = host.devices[pf.sriov.vfs[3]]
     assert (vf.physfn, vf.vf_index, vf.device, vf.is_vf) == (pf.address, 3, "10ca", True)
     assert host.netdev_index["enp4s0f1"] == pf.address
+    assert host.pf_of(vf) is pf
+    assert host.pf_of(pf) is None  # a PF is nobody's VF
 
 
 def test_groups_and_viability(sink: FakeHost) -> None:

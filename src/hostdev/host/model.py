@@ -171,6 +171,10 @@ class Host:
         """The device at an address, or None."""
         return self.devices.get(address)
 
+    def pf_of(self, dev: PciDevice) -> PciDevice | None:
+        """A VF's physical function, or None (not a VF, or its PF is not on the host)."""
+        return self.devices.get(dev.physfn) if dev.physfn is not None else None
+
     def sorted_devices(self) -> list[PciDevice]:
         """All devices in address order."""
         return [self.devices[a] for a in sorted(self.devices)]
