@@ -19,7 +19,8 @@ from hostdev.kubelet.api import deviceplugin_pb2 as pb
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as pb_grpc
 
 
-def _request(device: str) -> pb.AllocateRequest:
+def allocate_request(device: str) -> pb.AllocateRequest:
+    """One container asking for one device."""
     return pb.AllocateRequest(
         container_requests=[pb.ContainerAllocateRequest(devices_ids=[device])]
     )
@@ -29,11 +30,11 @@ async def allocate_each(socket: str, devices: list[str]) -> list[float]:
     """One Allocate per device, after one warm-up call; the round trip of each."""
     async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
         stub = pb_grpc.DevicePluginStub(channel)
-        await stub.Allocate(_request(devices[-1]))  # connect and warm up
+        await stub.Allocate(allocate_request(devices[-1]))  # connect and warm up
         latencies = []
         for device in devices:
             started = time.perf_counter()
-            await stub.Allocate(_request(device))
+            await stub.Allocate(allocate_request(device))
             latencies.append(time.perf_counter() - started)
     return latencies
 

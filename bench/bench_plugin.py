@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from bench.allocate_client import allocate_request
 from hostdev.config import DEFAULT_CONFIG
 from hostdev.daemon.node import Node
 from hostdev.host.fs import HostFS
@@ -218,9 +219,7 @@ async def _allocate_handler_latencies(root: Path, device: str) -> list[float]:
     """The servicer's own Allocate time (no gRPC, no client), on the same 4,096 devices."""
     table = DeviceTable(DEFAULT_CONFIG, scan_host(HostFS.under(root)))
     service = DevicePluginService(table, "devices.kubevirt.io/8086_1889")
-    request = pb.AllocateRequest(
-        container_requests=[pb.ContainerAllocateRequest(devices_ids=[device])]
-    )
+    request = allocate_request(device)
     latencies = []
     for _ in range(ALLOCATE_CALLS):
         started = time.perf_counter()
