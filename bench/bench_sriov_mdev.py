@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hostdev.host.model import Host, MdevType, PciAddress, PciDevice
+from hostdev.host.model import Host, MdevType, PciAddress
 from hostdev.host.scan import scan_host
 from hostdev.mdev_plan import plan_mdevs
 from hostdev.selectors_sriov import parse_nova_whitelist
 from hostdev.sriov import pf_infos, read_vfs
 from hostdev.sriov_apply import SriovSpec, reconcile_sriov
-from hostdev.testing.examples import synthetic
+from hostdev.testing.examples import synthetic, vgpu_card
 
 ROUNDS = 7
 
@@ -38,23 +38,8 @@ def _mdev_host(cards: int = 8) -> Host:
         MdevType(f"nvidia-{230 + i}", f"GRID T4-{i}Q", 16 >> (i % 5), "vfio-pci", "")
         for i in range(8)
     )
-    devices = {}
-    for index in range(cards):
-        address = PciAddress(0, 0x3B + index, 0, 0)
-        devices[address] = PciDevice(
-            address,
-            "10de",
-            "1eb8",
-            "10de",
-            "12a2",
-            "030200",
-            "a1",
-            "nvidia",
-            None,
-            None,
-            0,
-            mdev_types=types,
-        )
+    addresses = [PciAddress(0, 0x3B + index, 0, 0) for index in range(cards)]
+    devices = {address: vgpu_card(address, types) for address in addresses}
     return Host(devices=devices, groups={})
 
 

@@ -13,6 +13,7 @@ from hostdev.mdev_plan import (
     parse_mdev_config,
     plan_mdevs,
 )
+from hostdev.testing.examples import vgpu_card
 
 A, B, C = "0000:3b:00.0", "0000:5e:00.0", "0000:86:00.0"
 NAMES = {
@@ -30,20 +31,7 @@ SEED_CARD = {"nvidia-105": 16, "nvidia-108": 2, "nvidia-217": 4, "nvidia-299": 8
 
 def card(address: str, types: dict[str, int]) -> PciDevice:
     mdev_types = tuple(MdevType(t, NAMES.get(t, t), n, "vfio-pci", "") for t, n in types.items())
-    return PciDevice(
-        PciAddress.parse(address),
-        "10de",
-        "1eb8",
-        "10de",
-        "12a2",
-        "030200",
-        "a1",
-        "nvidia",
-        None,
-        None,
-        0,
-        mdev_types=mdev_types,
-    )
+    return vgpu_card(PciAddress.parse(address), mdev_types)
 
 
 def host(cards: dict[str, dict[str, int]], mdevs: tuple[tuple[str, str, str], ...] = ()) -> Host:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hostdev.host.model import VFIO_PCI
+from hostdev.host.model import VFIO_PCI, MdevType, PciAddress, PciDevice
 from hostdev.testing.fakehost import FakeHost
 
 T4 = ("10de", "1eb8")
@@ -223,6 +223,25 @@ def add_vgpu(host: FakeHost) -> None:
             description=f"num_heads=4, frl_config=60, framebuffer={16 // count}G",
         )
     host.add_mdev("0000:3b:00.0", "nvidia-231", "4b20d080-1b54-4048-85b3-a6a62d165c01")
+
+
+def vgpu_card(address: PciAddress, types: tuple[MdevType, ...]) -> PciDevice:
+    """An in-memory Tesla T4 on the nvidia driver offering these mdev types (no sysfs tree),
+    for the mdev planner's tests and benchmark."""
+    return PciDevice(
+        address,
+        "10de",
+        "1eb8",
+        "10de",
+        "12a2",
+        "030200",
+        "a1",
+        "nvidia",
+        None,
+        None,
+        0,
+        mdev_types=types,
+    )
 
 
 def gpu_node(root: Path) -> FakeHost:
