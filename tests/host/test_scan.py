@@ -139,6 +139,26 @@ def test_damaged_device(sink: FakeHost, damage, skipped, check) -> None:  # type
     assert A("0000:b3:00.0") in host.devices  # the rest is listed
 
 
+def test_same_garbled_uevent_on_two_devices_reads_each_ones_files(sink: FakeHost) -> None:
+    """Parsed uevent heads are reused across functions; a fallback's answer never is."""
+    addresses = [A("0000:65:00.0"), A("0000:17:00.1")]  # a T4, an audio function
+    before = scan_host(sink.fs).devices
+    for address in addresses:
+        _garbage_uevent(_device_dir(sink, str(address)))
+    after = scan_host(sink.fs).devices
+    assert [after[a].vendor_device for a in addresses] == [
+        before[a].vendor_device for a in addresses
+    ]
+    assert after[addresses[0]].vendor_device != after[addresses[1]].vendor_device
+
+
+def test_functions_of_one_model_share_parsed_values(sink: FakeHost) -> None:
+    vfs = [d for d in scan_host(sink.fs).devices.values() if d.vendor_device == "8086:10ca"]
+    assert len(vfs) > 1
+    assert all(vf.class_code is vfs[0].class_code for vf in vfs)
+    assert all(vf.revision is vfs[0].revision for vf in vfs)
+
+
 def test_unreadable_member_blocks_viability(sink: FakeHost) -> None:
     _garbage_everything(_device_dir(sink, "0000:17:00.1"))
     host = scan_host(sink.fs)

@@ -30,6 +30,10 @@ from hostdev.host.model import MdevType, PciAddress, Sriov
 _UP_TO_SYS = "../../../"  # from bus/pci/devices/ back to the sysfs root
 _DEVICES_FROM_BUS = _UP_TO_SYS + "devices/"
 _COMMON_FILES = ("uevent", "revision", "numa_node", "driver_override")  # missing ones: None
+# the entries whose presence decides what else is read
+_OPTIONAL_ENTRIES = frozenset(
+    ("driver", "physfn", "vfio-dev", "net", "sriov_totalvfs", "mdev_supported_types")
+)
 # one-value files the parse falls back on when uevent is not in the kernel's format
 _FALLBACK_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
 _ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
@@ -61,12 +65,12 @@ def read_function(
     """Everything one function's parse needs, or why it cannot be read (it vanished)."""
     bus_link = link_target(name, bus_fd)
     path = device_path(sys_root, name, bus_link)
-    entries = set(list_dir(path))
-    fd = open_dir(path) if entries else None
+    listing = list_dir(path)
+    fd = open_dir(path) if listing else None
     if fd is None:
         return "vanished during the scan"
     try:
-        return _read_attributes(name, bus_link, path, fd, entries, address_of)
+        return _read_attributes(name, bus_link, path, fd, listing, address_of)
     finally:
         os.close(fd)
 
@@ -84,8 +88,9 @@ def device_path(sys_root: str, name: str, bus_link: str | None) -> str:
 
 
 def _read_attributes(
-    name: str, bus_link: str | None, path: str, fd: int, entries: set[str], address_of: AddressOf
+    name: str, bus_link: str | None, path: str, fd: int, listing: list[str], address_of: AddressOf
 ) -> RawFunction:
+    entries = _OPTIONAL_ENTRIES.intersection(listing)  # no set of all forty names
     uevent, revision, numa_node, driver_override = read_many(_COMMON_FILES, fd)
     return RawFunction(
         name,
@@ -102,7 +107,7 @@ def _read_attributes(
         link_name("physfn", fd) if "physfn" in entries else None,
         list_dir(f"{path}/vfio-dev") if "vfio-dev" in entries else None,
         list_dir(f"{path}/net") if "net" in entries else None,
-        _sriov(fd, entries, address_of) if "sriov_totalvfs" in entries else None,
+        _sriov(fd, listing, address_of) if "sriov_totalvfs" in entries else None,
         _mdev_types(fd) if "mdev_supported_types" in entries else (),
     )
 
@@ -125,9 +130,9 @@ def _int_or(text: str | None, default: int) -> int:
         return default
 
 
-def _sriov(fd: int, entries: set[str], address_of: AddressOf) -> Sriov:
+def _sriov(fd: int, listing: list[str], address_of: AddressOf) -> Sriov:
     vfs = []
-    for name in entries:
+    for name in listing:
         if name.startswith("virtfn") and name[6:].isdigit():
             vf = link_name(name, fd)
             if vf is not None and is_address(vf):

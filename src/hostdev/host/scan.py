@@ -24,12 +24,14 @@ from hostdev.host.rawread import RawFunction, is_address, read_fallback, read_fu
 _HEX4 = re.compile(r"^[0-9a-f]{4}$")
 _HEX_VALUE = re.compile(r"(?:0x)?([0-9a-f]+)")
 _REVISION = re.compile(rb"0x([0-9a-fA-F]{2})\n?")
-# The kernel's pci_uevent() lines, in its order; DRIVER comes first when a driver is bound
-_UEVENT = re.compile(
-    r"(?:DRIVER=([^\n]+)\n)?PCI_CLASS=([0-9A-Fa-f]{1,6})\n"
-    r"PCI_ID=([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})\n"
-    r"PCI_SUBSYS_ID=([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})\n"
+# The kernel's pci_uevent() lines up to PCI_SLOT_NAME, the first that differs between the
+# functions of one model; DRIVER comes first when a driver is bound
+_UEVENT_HEAD = re.compile(
+    rb"(?:DRIVER=([^\n]+)\n)?PCI_CLASS=([0-9A-Fa-f]{1,6})\n"
+    rb"PCI_ID=([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})\n"
+    rb"PCI_SUBSYS_ID=([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})\n"
 )
+_SLOT_NAME = b"PCI_SLOT_NAME="
 _UeventFields = tuple[str | None, str, str, str, str, str]  # driver, class, vendor, device, sub…
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -47,6 +49,10 @@ class _Accumulator:
     bus_fd: int = -1  # bus/pci/devices, open through both passes
     sys_root: str = "/sys"
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # PCIe paths, shared
+    # Thousands of VFs share one uevent head and one revision: each is parsed once per scan
+    uevent_heads: dict[bytes, _UeventFields] = field(default_factory=dict)
+    revisions: dict[bytes | None, str] = field(default_factory=dict)
+    vf_positions: dict[PciAddress, tuple[PciAddress, int]] = field(default_factory=dict)
 
     def address(self, name: str) -> PciAddress:
         """The PciAddress of a kernel-written name, parsed once per scan."""
@@ -66,9 +72,10 @@ def scan_host(fs: HostFS) -> Host:
     acc.bus_fd = -1 if bus_fd is None else bus_fd
     try:
         with _collector_paused():
-            for raw in _read_bus(names, acc):
+            records = _read_bus(names, acc)
+            _index_vfs(records, acc)
+            for raw in records:
                 _add_function(raw, acc)
-            _index_vfs(acc.devices)
             vfio_dir = set(list_dir(fs.dev("vfio")))
             groups = _groups(acc.group_members, vfio_dir)
     finally:
@@ -137,11 +144,11 @@ def _build_device(
     address: PciAddress, group: int | None, raw: RawFunction, acc: _Accumulator
 ) -> PciDevice:
     # The hot path of every rescan: positional arguments in PciDevice's field order.
-    text = raw.uevent.decode("utf-8", "replace") if raw.uevent else ""
-    match = _UEVENT.match(text)
-    driver, class_code, vendor, device, sub_vendor, sub_device = (
-        _fast_uevent(match.groups()) if match else _slow_uevent(text, raw.name, acc)  # type: ignore[arg-type]
-    )
+    driver, class_code, vendor, device, sub_vendor, sub_device = _uevent_fields(raw, acc)
+    revision = acc.revisions.get(raw.revision)
+    if revision is None:
+        revision = acc.revisions[raw.revision] = _revision(raw.revision)
+    physfn, vf_index = acc.vf_positions.get(address) or (_physfn(raw.physfn, acc), None)
     problems: list[str] = []
     return PciDevice(
         address,
@@ -150,15 +157,15 @@ def _build_device(
         sub_vendor,
         sub_device,
         class_code,
-        _revision(raw.revision),
+        revision,
         driver or raw.driver,
         _override(raw.driver_override),
         group,
         _numa_node(raw.numa_node, problems),
         _pci_path(raw.bus_link, acc.paths),
         raw.sriov,
-        acc.address(raw.physfn) if raw.physfn and is_address(raw.physfn) else None,
-        None,  # vf_index: from the PF's virtfnN links, once every function is known
+        physfn,
+        vf_index,
         tuple(sorted(raw.net)) if raw.net else (),
         min(raw.vfio_dev) if raw.vfio_dev else None,
         raw.mdev_types,
@@ -166,16 +173,34 @@ def _build_device(
     )
 
 
-def _fast_uevent(fields: _UeventFields) -> _UeventFields:
-    # interned: thousands of VFs share each value, and a daemon keeps the snapshot
-    driver, class_code, vendor, device, sub_vendor, sub_device = fields
+def _uevent_fields(raw: RawFunction, acc: _Accumulator) -> _UeventFields:
+    """Driver, class and IDs from uevent; the one-value files when it is not the kernel's."""
+    head = raw.uevent.partition(_SLOT_NAME)[0] if raw.uevent else b""
+    fields = acc.uevent_heads.get(head)
+    if fields is not None:
+        return fields
+    match = _UEVENT_HEAD.fullmatch(head)
+    if match is None:
+        return _slow_uevent(
+            raw.uevent.decode("utf-8", "replace") if raw.uevent else "", raw.name, acc
+        )
+    fields = acc.uevent_heads[head] = _head_fields(match)
+    return fields
+
+
+def _head_fields(match: re.Match[bytes]) -> _UeventFields:
+    # interned: a daemon keeps the snapshot, and equal values then share one string
+    driver = match[1].decode("utf-8", "replace") if match[1] else None
+    class_code, vendor, device, sub_vendor, sub_device = (
+        intern(hex_digits.decode().lower()) for hex_digits in match.groups()[1:]
+    )
     return (
         intern(driver) if driver else None,
-        intern(class_code.lower().zfill(6)),
-        intern(vendor.lower()),
-        intern(device.lower()),
-        intern(sub_vendor.lower()),
-        intern(sub_device.lower()),
+        intern(class_code.zfill(6)),
+        vendor,
+        device,
+        sub_vendor,
+        sub_device,
     )
 
 
@@ -271,17 +296,18 @@ def _pci_path(target: str | None, known: dict[str, tuple[str, ...]]) -> tuple[st
     return path
 
 
-def _index_vfs(devices: dict[PciAddress, PciDevice]) -> None:
-    """Give each VF its index (and PF) from its PF's virtfnN order: no extra reads."""
-    for pf in devices.values():
-        if pf.sriov is None:
-            continue
-        for index, vf_address in enumerate(pf.sriov.vfs):
-            vf = devices.get(vf_address)
-            if vf is not None:
-                # the snapshot is still being built and nobody else holds it yet
-                object.__setattr__(vf, "vf_index", index)
-                object.__setattr__(vf, "physfn", pf.address)
+def _index_vfs(records: list[RawFunction], acc: _Accumulator) -> None:
+    """Each VF's PF and index, from the PFs' virtfnN links: no extra reads."""
+    for raw in records:
+        if raw.sriov is not None:
+            pf = acc.address(raw.name)
+            for index, vf in enumerate(raw.sriov.vfs):
+                acc.vf_positions[vf] = (pf, index)
+
+
+def _physfn(name: str | None, acc: _Accumulator) -> PciAddress | None:
+    """The PF named by a VF's own physfn link (its PF did not list it, or is unreadable)."""
+    return acc.address(name) if name and is_address(name) else None
 
 
 def _groups(members: dict[int, list[PciAddress]], vfio_dir: set[str]) -> dict[int, IommuGroup]:
