@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from hostdev.errors import BadInputError
+from hostdev.host.construct import positional_constructor
 
 VFIO_PCI = "vfio-pci"
 _ADDRESS_RE = re.compile(
@@ -44,10 +45,15 @@ class PciAddress:
     @classmethod
     def from_kernel(cls, name: str) -> PciAddress:
         """Parse a name the kernel wrote (already matched as lower-case DDDD:BB:SS.F): no regex."""
-        return cls(int(name[:-8], 16), int(name[-7:-5], 16), int(name[-4:-2], 16), int(name[-1]))
+        return _new_address(
+            int(name[:-8], 16), int(name[-7:-5], 16), int(name[-4:-2], 16), int(name[-1])
+        )
 
     def __str__(self) -> str:
         return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
+
+
+_new_address = positional_constructor(PciAddress)
 
 
 @dataclass(frozen=True, slots=True)
