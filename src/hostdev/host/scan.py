@@ -192,18 +192,11 @@ def _uevent_fields(raw: RawFunction, acc: _Accumulator) -> _UeventFields:
 
 def _head_fields(match: re.Match[bytes]) -> _UeventFields:
     # interned: a daemon keeps the snapshot, and equal values then share one string
-    driver = match[1].decode("utf-8", "replace") if match[1] else None
+    driver = intern(match[1].decode("utf-8", "replace")) if match[1] else None
     class_code, vendor, device, sub_vendor, sub_device = (
         intern(hex_digits.decode().lower()) for hex_digits in match.groups()[1:]
     )
-    return (
-        intern(driver) if driver else None,
-        intern(class_code.zfill(6)),
-        vendor,
-        device,
-        sub_vendor,
-        sub_device,
-    )
+    return driver, intern(class_code.zfill(6)), vendor, device, sub_vendor, sub_device
 
 
 def _slow_uevent(text: str, name: str, acc: _Accumulator) -> _UeventFields:
