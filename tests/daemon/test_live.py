@@ -170,6 +170,14 @@ async def test_irrelevant_and_garbage_uevents_do_not_rescan(tmp_path: Path, sock
         assert r.node.rescans.runs == runs + 1
 
 
+def _configmap_volume(tmp_path: Path, first: str) -> tuple[Path, Path]:
+    """A ConfigMap volume holding `first` as version v1: (its directory, config.yaml)."""
+    cfgdir = tmp_path / "cfg"
+    cfgdir.mkdir()
+    _configmap(cfgdir, "v1", first)
+    return cfgdir, cfgdir / "config.yaml"
+
+
 def _configmap(directory: Path, version: str, text: str) -> None:
     """Publish a config the way the kubelet updates a ConfigMap volume (swap ..data)."""
     data = directory / f"..{version}"
@@ -198,10 +206,7 @@ TWO = (
 
 
 async def test_configmap_swap_reload_and_invalid_kept(tmp_path: Path, sockdir: Path) -> None:
-    cfgdir = tmp_path / "cfg"
-    cfgdir.mkdir()
-    _configmap(cfgdir, "v1", ONE)
-    path = cfgdir / "config.yaml"
+    cfgdir, path = _configmap_volume(tmp_path, ONE)
     async with rig(tmp_path, sockdir, load_config(path), path) as r:
         await r.sim.wait_devices("example.com/t4", 2)
         pod = await r.sim.create_pod("vm-a", {"compute": {"example.com/t4": 1}})
@@ -227,10 +232,7 @@ async def test_configmap_swap_reload_and_invalid_kept(tmp_path: Path, sockdir: P
 
 
 async def test_configmap_swap_removes_a_resource(tmp_path: Path, sockdir: Path) -> None:
-    cfgdir = tmp_path / "cfg"
-    cfgdir.mkdir()
-    _configmap(cfgdir, "v1", TWO)
-    path = cfgdir / "config.yaml"
+    cfgdir, path = _configmap_volume(tmp_path, TWO)
     async with rig(tmp_path, sockdir, load_config(path), path) as r:
         await r.sim.wait_devices("example.com/geforce", 1)
         runs = r.node.reloads.runs
