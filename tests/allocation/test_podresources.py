@@ -15,12 +15,8 @@ from hostdev.allocation import Holder, Inventory
 from hostdev.cli.allocation import positive_seconds
 from hostdev.cli.main import main
 from hostdev.kubelet.api import podresources_pb2 as pr
-from hostdev.kubelet.podresources import (
-    PodResourcesError,
-    Reconciler,
-    holdings_from,
-    list_holdings,
-)
+from hostdev.kubelet.podlist import PodResourcesUnavailable
+from hostdev.kubelet.podresources import Reconciler, holdings_from, list_holdings
 from hostdev.ledger import AllocationLedger
 
 from .conftest import AUDIO_GROUP_15, GPU_GROUP_15
@@ -58,14 +54,14 @@ def test_holdings_from_a_list_response() -> None:
 
 
 async def test_missing_socket_is_an_error(sockdir: Path) -> None:
-    with pytest.raises(PodResourcesError, match="does not exist"):
+    with pytest.raises(PodResourcesUnavailable, match="does not exist"):
         await list_holdings(sockdir / "kubelet.sock")
 
 
 async def test_socket_nobody_serves_is_an_error(sockdir: Path) -> None:
     socket = sockdir / "kubelet.sock"
     socket.write_text("")  # a file, not a listening socket
-    with pytest.raises(PodResourcesError, match="UNAVAILABLE"):
+    with pytest.raises(PodResourcesUnavailable, match="UNAVAILABLE"):
         await list_holdings(socket, timeout=2.0)
 
 
@@ -77,7 +73,7 @@ async def test_unreachable_reconcile_logs_once_and_keeps_holdings(
     async def lister(socket: Path, timeout: float) -> dict[str, Holder]:
         answer = answers.pop(0)
         if answer is None:
-            raise PodResourcesError("connection refused")
+            raise PodResourcesUnavailable("connection refused")
         return answer
 
     ledger = AllocationLedger(shared)
@@ -106,7 +102,7 @@ async def test_reconciler_watches_for_the_socket(shared: Inventory, sockdir: Pat
     async def lister(socket: Path, timeout: float) -> dict[str, Holder]:
         calls.append(socket)
         if not socket.exists():
-            raise PodResourcesError("gone")
+            raise PodResourcesUnavailable("gone")
         return {}
 
     reconciler = Reconciler(

@@ -31,9 +31,6 @@ AFTER_SOCKET_S = 0.2  # a re-created socket may take a moment to answer
 Lister = Callable[[Path, float], Awaitable[dict[str, Holder]]]
 
 
-PodResourcesError = PodResourcesUnavailable  # one error type for every PodResources caller
-
-
 def holdings_from(response: Any) -> dict[str, Holder]:
     """Device ID → the pod container holding it, from a ListPodResourcesResponse."""
     return _by_id(holdings(response))
@@ -44,7 +41,7 @@ def _by_id(found: list[PodDevice]) -> dict[str, Holder]:
 
 
 async def list_holdings(socket: Path, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Holder]:
-    """Call List once; PodResourcesError when the kubelet does not answer in time."""
+    """Call List once; PodResourcesUnavailable when the kubelet does not answer in time."""
     return _by_id(await list_pod_devices(socket, timeout))
 
 
@@ -140,7 +137,7 @@ class Reconciler:
         started = self._clock()
         try:
             listed = await self._lister(self.socket, self.timeout_s)
-        except (PodResourcesError, OSError) as err:
+        except (PodResourcesUnavailable, OSError) as err:
             self._failed(str(err))
             return False
         if self.ledger.podresources_reachable is False:
