@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hostdev.errors import HostReadError
+from hostdev.host import scan
 from hostdev.host.fs import HostFS
 from hostdev.host.model import PciAddress
 from hostdev.host.scan import scan_host
@@ -47,6 +48,24 @@ def test_sriov_pf_and_vfs(sink: FakeHost) -> None:
     assert host.netdev_index["enp4s0f1"] == pf.address
     assert host.pf_of(vf) is pf
     assert host.pf_of(pf) is None  # a PF is nobody's VF
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 512], ids=["chunk-1", "chunk-2", "chunk-5", "default"])
+def test_chunked_scan_sees_the_same_host(
+    sink: FakeHost, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = scan_host(sink.fs)
+    monkeypatch.setattr(scan, "_CHUNK", chunk)
+    chunked = scan_host(sink.fs)
+    assert chunked == whole
+    # VFs in a later chunk than their PF still know their PF and index
+    vfs = [d for d in chunked.devices.values() if d.is_vf]
+    assert vfs and all(d.vf_index is not None for d in vfs)
+
+
+def test_devices_in_address_order(sink: FakeHost) -> None:
+    addresses = list(scan_host(sink.fs).devices)
+    assert addresses == sorted(addresses)
 
 
 def test_groups_and_viability(sink: FakeHost) -> None:

@@ -1,10 +1,12 @@
 """The scanner: builds an immutable `Host` from a `HostFS`, fast, never crashing on bad entries.
 
-Two passes: hostdev.host.rawread reads each function's attributes back to back, then this
-module parses the raw records and builds the frozen model. Groups are derived from the
-devices' `iommu_group` links, VF indexes from the PFs' `virtfnN` links, so nothing is read
-twice. A device that vanishes or carries garbage is skipped with a reason; the rest of the
-host is still returned.
+Two passes per chunk of functions: hostdev.host.rawread reads each function's attributes
+back to back, then this module parses the raw records and builds the frozen model. Chunks
+keep the unparsed records of a few hundred functions alive at a time, not of every function:
+a daemon's memory keeps the high-water mark of a scan's short-lived objects. Groups are
+derived from the devices' `iommu_group` links, VF indexes from the PFs' `virtfnN` links, so
+nothing is read twice. A device that vanishes or carries garbage is skipped with a reason;
+the rest of the host is still returned.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _UEVENT_HEAD = re.compile(
 _SLOT_NAME = b"PCI_SLOT_NAME="
 _UeventFields = tuple[str | None, str, str, str, str, str]  # driver, class, vendor, device, sub…
 _new_device = positional_constructor(PciDevice)
+_CHUNK = 512  # functions read, then parsed, per round (docs/benchmarks.md)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -69,15 +72,15 @@ def scan_host(fs: HostFS) -> Host:
     fs.check()
     acc = _Accumulator(sys_root=str(fs.sys_root))
     pci_dir = fs.sys("bus", "pci", "devices")
-    names = list_dir(pci_dir)
+    # in address order a PF comes before its VFs (a VF's routing ID is its PF's plus an
+    # offset), so each VF's chunk finds its PF indexed
+    names = sorted(list_dir(pci_dir))
     bus_fd = open_dir(pci_dir)
     acc.bus_fd = -1 if bus_fd is None else bus_fd
     try:
         with _collector_paused():
-            records = _read_bus(names, acc)
-            _index_vfs(records, acc)
-            for raw in records:
-                _add_function(raw, acc)
+            for start in range(0, len(names), _CHUNK):
+                _scan_chunk(names[start : start + _CHUNK], acc)
             vfio_dir = set(list_dir(fs.dev("vfio")))
             groups = _groups(acc.group_members, vfio_dir)
     finally:
@@ -104,6 +107,14 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _scan_chunk(names: list[str], acc: _Accumulator) -> None:
+    """Both passes for a run of functions: read them all, index the PFs' VFs, parse."""
+    records = _read_bus(names, acc)
+    _index_vfs(records, acc)
+    for raw in records:
+        _add_function(raw, acc)
 
 
 def _read_bus(names: list[str], acc: _Accumulator) -> list[RawFunction]:
