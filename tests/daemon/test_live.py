@@ -18,6 +18,7 @@ from hostdev.binding.guards import no_ipv4_probe
 from hostdev.binding.onstart import Binder
 from hostdev.config import DEFAULT_CONFIG, load_config
 from hostdev.config.model import Config
+from hostdev.daemon import live as live_module
 from hostdev.daemon.live import LiveNode, LiveOptions
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
@@ -369,3 +370,14 @@ async def test_rescan_binds_on_start_devices_that_appear(tmp_path: Path, sockdir
         r.uevents.send(uevent_for(r.host, "add", late, "nouveau"))
         await r.sim.wait_devices(T4, 3)
         assert r.host.driver_of(late) == "vfio-pci"
+
+
+async def test_free_heap_released_after_start_and_each_rescan(
+    tmp_path: Path, sockdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases: list[str] = []
+    monkeypatch.setattr(live_module, "release_free_heap", lambda: releases.append("trim") or True)
+    async with rig(tmp_path, sockdir) as r:
+        assert releases == ["trim"]
+        await r.node.rescan()
+        assert releases == ["trim", "trim"]

@@ -28,6 +28,7 @@ from hostdev import metrics
 from hostdev.config import load_config
 from hostdev.config.model import Config, KubeVirtEntries
 from hostdev.daemon.events import Coalescer, DirWatch, UeventListener, open_kernel_uevents
+from hostdev.daemon.heap import release_free_heap
 from hostdev.daemon.node import Node
 from hostdev.errors import HostdevError
 from hostdev.health import HealthView, Signals, aer_watch_list, assess, transitions
@@ -94,6 +95,7 @@ class LiveNode(Node):
             host, port = metrics.parse_address(self.live.metrics_address)
             self._server = metrics.MetricsServer(host, port, self.problem)
             await self._server.start()
+        release_free_heap()
 
     async def stop(self) -> None:
         """Stop following events, then stop serving (sockets removed)."""
@@ -196,6 +198,7 @@ class LiveNode(Node):
         changes = self.table.update_host(host, health)
         metrics.SCAN_SECONDS.set(time.perf_counter() - started)
         await self._apply(changes)
+        release_free_heap()
         return changes
 
     async def _rescan_for(self, reasons: frozenset[str]) -> None:
