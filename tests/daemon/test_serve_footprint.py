@@ -1,4 +1,5 @@
-"""`hostdev serve` loads only what serving needs (its resident memory budget is 45 MiB)."""
+"""`hostdev serve` as a process: it loads only what serving needs (its resident memory budget
+is 45 MiB), and takes paths relative to its working directory."""
 
 from __future__ import annotations
 
@@ -45,3 +46,16 @@ def test_serve_without_config_loads_only_what_it_needs(tmp_path: Path, sockdir: 
         [sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, check=False
     )
     assert run.stdout.splitlines() == ["0 True", ""], run.stderr[-2000:]
+
+
+def test_serve_with_a_relative_plugin_dir(tmp_path: Path, sockdir: Path) -> None:
+    build_example("gpu-node", tmp_path / "host")
+    argv = [str(tmp_path / "host"), "dp", "pr.sock"]  # relative to the working directory
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=sockdir,
+    )
+    assert run.stdout.splitlines()[:1] == ["0 True"], run.stderr[-2000:]

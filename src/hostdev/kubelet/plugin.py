@@ -191,7 +191,7 @@ class PluginServer:
         self._unlink()
         server = grpc.aio.server()
         pb_grpc.add_DevicePluginServicer_to_server(self.service, server)
-        server.add_insecure_port(f"unix://{self.socket_path}")
+        server.add_insecure_port(f"unix://{self.socket_path.absolute()}")
         await server.start()
         self._server = server
 

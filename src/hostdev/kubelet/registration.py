@@ -48,7 +48,7 @@ class Backoff:
 
 async def probe(socket_path: Path) -> Any:
     """Dial a device plugin socket and return its options (raises grpc.aio.AioRpcError)."""
-    async with grpc.aio.insecure_channel(f"unix://{socket_path}") as channel:
+    async with grpc.aio.insecure_channel(f"unix://{socket_path.absolute()}") as channel:
         stub = pb_grpc.DevicePluginStub(channel)
         return await stub.GetDevicePluginOptions(pb.Empty(), timeout=RPC_TIMEOUT_S)
 
@@ -57,7 +57,7 @@ async def register_once(
     kubelet_socket: Path, endpoint: str, resource_name: str, options: Any
 ) -> None:
     """One Register call (raises grpc.aio.AioRpcError when refused or unreachable)."""
-    async with grpc.aio.insecure_channel(f"unix://{kubelet_socket}") as channel:
+    async with grpc.aio.insecure_channel(f"unix://{kubelet_socket.absolute()}") as channel:
         stub = pb_grpc.RegistrationStub(channel)
         request = pb.RegisterRequest(
             version=constants.API_VERSION,
