@@ -1,4 +1,4 @@
-"""Metrics: address parsing, the HTTP answers, device counts read from the table."""
+"""Metrics: counters, address parsing, the HTTP answers, device counts read from the table."""
 
 from __future__ import annotations
 
@@ -13,6 +13,39 @@ from hostdev.errors import BadInputError
 from hostdev.host.scan import scan_host
 from hostdev.kubelet.state import DeviceTable
 from hostdev.testing.examples import build_example
+
+
+def test_counter_labels_in_order_or_by_name() -> None:
+    counter = metrics.Counter("test_things", "Things.", ("resource", "result"))
+    counter.labels("gpu", "granted").inc()
+    counter.labels(result="granted", resource="gpu").inc(2)
+    assert counter.value("gpu", "granted") == 3
+    assert counter.value(resource="gpu", result="refused") == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "by_name"),
+    [(("gpu",), {}), (("gpu", "granted", "x"), {}), ((), {"resource": "gpu"}),
+     ((), {"resource": "gpu", "outcome": "granted"}), (("gpu",), {"result": "granted"})],
+    ids=["too-few", "too-many", "name-missing", "unknown-name", "mixed"],
+)  # fmt: skip
+def test_counter_rejects_wrong_labels(values: tuple[str, ...], by_name: dict[str, str]) -> None:
+    counter = metrics.Counter("test_things", "Things.", ("resource", "result"))
+    with pytest.raises(ValueError, match="test_things takes the labels"):
+        counter.labels(*values, **by_name)
+
+
+def test_scrape_shows_counts_gauge_and_extra_collectors() -> None:
+    metrics.RESCANS.labels("backstop").inc()
+    metrics.SCAN_SECONDS.set(0.25)
+    extra = metrics.NodeCollector(lambda: None, lambda: True)
+    body = metrics.MetricsServer("127.0.0.1", 0, lambda: None, [extra]).answer("GET", "/metrics")
+    lines = body.body.decode().splitlines()
+    assert "# TYPE hostdev_allocations_total counter" in lines  # counted or not
+    backstops = metrics.RESCANS.value("backstop")
+    assert f'hostdev_rescans_total{{trigger="backstop"}} {backstops}' in lines
+    assert "hostdev_last_scan_duration_seconds 0.25" in lines
+    assert "hostdev_podresources_reachable 1.0" in lines
 
 
 @pytest.mark.parametrize(

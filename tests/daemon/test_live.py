@@ -88,14 +88,10 @@ async def rig(
         injector.close()
 
 
-def _sample(name: str, labels: dict[str, str]) -> float:
-    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_unbind_uevent_marks_unhealthy(tmp_path: Path, sockdir: Path) -> None:
     async with rig(tmp_path, sockdir) as r:
         await r.sim.wait_devices(T4, 2)
-        before = _sample("hostdev_health_transitions_total", {"resource": T4, "to": "unhealthy"})
+        before = metrics.HEALTH_TRANSITIONS.value(resource=T4, to="unhealthy")
         message = uevent_for(r.host, "unbind", GPU_A)
         runs = r.node.rescans.runs
         r.kernel.write(str(r.host.device_dir(GPU_A) / "driver" / "unbind"), GPU_A)
@@ -105,7 +101,7 @@ async def test_unbind_uevent_marks_unhealthy(tmp_path: Path, sockdir: Path) -> N
         assert r.health(T4) == {GPU_A: UNHEALTHY, GPU_B: HEALTHY}
         assert r.sim.capacity()[T4] == 2  # still listed: Unhealthy, not vanished
         assert r.node.health.of(GPU_A).reason == "unbound (no driver)"
-        after = _sample("hostdev_health_transitions_total", {"resource": T4, "to": "unhealthy"})
+        after = metrics.HEALTH_TRANSITIONS.value(resource=T4, to="unhealthy")
         assert after == before + 1
         # Bound back to vfio-pci: healthy again.
         r.kernel.write(str(r.host.device_dir(GPU_A) / "driver_override"), "vfio-pci")
@@ -219,12 +215,12 @@ async def test_configmap_swap_reload_and_invalid_kept(tmp_path: Path, sockdir: P
         assert r.sim.pod("vm-a").device_ids("example.com/t4") == held  # type: ignore[union-attr]
         assert r.sim.registration_count("example.com/t4") == registrations  # not disturbed
         assert (r.sim.plugin_dir / "hostdev-example-com-geforce.sock").exists()
-        rejected = _sample("hostdev_config_reloads_total", {"result": "rejected"})
+        rejected = metrics.CONFIG_RELOADS.value("rejected")
         runs = r.node.reloads.runs
         _configmap(cfgdir, "v3", "resources:\n  - name: nodomain\n    selectors: [{}]\n")
         async with asyncio.timeout(10):
             await r.node.reloads.wait_runs(runs + 1)
-        assert _sample("hostdev_config_reloads_total", {"result": "rejected"}) == rejected + 1
+        assert metrics.CONFIG_RELOADS.value("rejected") == rejected + 1
         assert [s.name for s in r.node.config.resources] == [
             "example.com/t4",
             "example.com/geforce",

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from hostdev.testing.examples import build_example
 
-# Never loaded by `hostdev serve` without a config: the config schema, and what only bind
-# onStart, provisioning (sriov:, mediated devices) or node-label lookups use.
+# Never loaded by `hostdev serve` without a config or --metrics-address: the config schema,
+# what only bind onStart, provisioning (sriov:, mediated devices) or node-label lookups use,
+# and the Prometheus exposition.
 NEVER_LOADED = (
     "pydantic",
+    "prometheus_client",
     "yaml",
     "ctypes.util",
     "hostdev.config.loader",

@@ -195,11 +195,12 @@ def test_devices_to_bind_follows_first_resource_and_skips_bound(host, tmp_path):
 def test_one_refused_device_does_not_hold_back_the_others(host, binder, kernel, tmp_path):
     host.set_boot_vga(GPU).add_framebuffer("fb0")
     host.add_device(LATE, "10de", "1eb8", "030200", driver="nouveau", iommu_group=52)
-    failures = metrics.BINDING_FAILURES.labels(operation="bind")
-    before = failures._value.get()
+    before = metrics.BINDING_FAILURES.value(operation="bind")
     results = binder.bind_pending(scan_host(host.fs), config(tmp_path))
     assert [[d.action for d in r.devices] for r in results] == [["refused", "skipped"], ["bound"]]
-    assert failures._value.get() == before + 1  # the refused GPU, counted once
+    assert (
+        metrics.BINDING_FAILURES.value(operation="bind") == before + 1
+    )  # the refused GPU, counted once
     assert host.driver_of(GPU) == "nouveau"
     assert host.driver_of(LATE) == "vfio-pci"
     assert binder.given_up == {PciAddress.parse(GPU)}

@@ -14,7 +14,6 @@ resources it keeps; an invalid one is logged and the last good config stays in f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -90,10 +89,9 @@ class LiveNode(Node):
         self._start_watchers()
         self.rescans.start()
         self.reloads.start()
-        metrics.REGISTRY.register(self._collector)
         if self.live.metrics_address:
             host, port = metrics.parse_address(self.live.metrics_address)
-            self._server = metrics.MetricsServer(host, port, self.problem)
+            self._server = metrics.MetricsServer(host, port, self.problem, [self._collector])
             await self._server.start()
         release_free_heap()
 
@@ -110,8 +108,6 @@ class LiveNode(Node):
         if self._dirs is not None:
             self._dirs.close()
             self._dirs = None
-        with contextlib.suppress(KeyError):  # not registered when start() failed early
-            metrics.REGISTRY.unregister(self._collector)
         await super().stop()
 
     @property
