@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
+import grpc
 import pytest
 from conftest import NodeFactory
 from fakekubelet import FakeKubelet
 
 from hostdev.config import load_config
+from hostdev.kubelet.constants import OWN_CONNECTION
 from hostdev.kubelet.plugin import socket_name
-from hostdev.kubelet.registration import Backoff
+from hostdev.kubelet.registration import Backoff, probe
 from hostdev.testing.fakehost import FakeHost
 
 T4 = "example.com/t4"
@@ -168,3 +171,34 @@ async def test_stop_during_a_registration_attempt_leaves_no_task_behind(
     finally:
         hold.set()
         await kubelet.stop()
+
+
+async def _failed_to_connect(channel: grpc.aio.Channel) -> None:
+    state = channel.get_state(try_to_connect=True)
+    while state != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+        await channel.wait_for_state_change(state)
+        state = channel.get_state()
+
+
+async def test_a_dial_is_not_held_back_by_another_channels_refused_connect(short_dir: Path) -> None:
+    """gRPC core shares a connection per target and arguments between channels, and one
+    refused dial puts it in reconnect backoff (about 1 s): two registrars dialling the kubelet
+    as it restarts would fail again and again. Each dial gets a connection of its own."""
+    path = short_dir / "kubelet.sock"
+    refusing = socket.socket(socket.AF_UNIX)  # bound, not listening: connect is refused
+    refusing.bind(str(path))
+    other = grpc.aio.insecure_channel(f"unix://{path.absolute()}", options=OWN_CONNECTION)
+    server = grpc.aio.server()  # no services: any call that connects is UNIMPLEMENTED
+    try:
+        await asyncio.wait_for(_failed_to_connect(other), 10)
+        refusing.close()
+        path.unlink()
+        server.add_insecure_port(f"unix://{path.absolute()}")
+        await server.start()
+        with pytest.raises(grpc.aio.AioRpcError) as answer:
+            await probe(path)
+        assert answer.value.code() == grpc.StatusCode.UNIMPLEMENTED  # it connected
+    finally:
+        refusing.close()
+        await other.close()
+        await server.stop(None)

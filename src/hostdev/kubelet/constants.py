@@ -24,3 +24,8 @@ MAX_DEVICE_ID_LENGTH: Final = 63
 PRE_START_CONTAINER_TIMEOUT_S: Final = 30.0
 # The kubelet's blocking dial of a plugin socket during Register.
 REGISTER_DIAL_TIMEOUT_S: Final = 10.0
+# Channel options for dialling the kubelet: a connection of the channel's own. gRPC core
+# otherwise shares one per target and arguments between channels, and a connection refused
+# while the kubelet restarts puts it in reconnect backoff (1 s, growing) for every new
+# channel too, so a Register right after the restart would fail until the backoff ends.
+OWN_CONNECTION: Final = (("grpc.use_local_subchannel_pool", 1),)

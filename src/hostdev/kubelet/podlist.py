@@ -20,6 +20,7 @@ import grpc
 from hostdev.errors import HostdevError
 from hostdev.kubelet.api import podresources_pb2 as pr
 from hostdev.kubelet.api import podresources_pb2_grpc as pr_grpc
+from hostdev.kubelet.constants import OWN_CONNECTION
 
 DEFAULT_TIMEOUT_S = 3.0
 
@@ -73,7 +74,8 @@ async def list_pod_devices(
     if not path.exists():
         raise PodResourcesUnavailable(f"PodResources socket {path} does not exist")
     try:
-        async with grpc.aio.insecure_channel(f"unix://{path.absolute()}") as channel:
+        target = f"unix://{path.absolute()}"
+        async with grpc.aio.insecure_channel(target, options=OWN_CONNECTION) as channel:
             stub = pr_grpc.PodResourcesListerStub(channel)
             response = await stub.List(pr.ListPodResourcesRequest(), timeout=timeout)
     except grpc.aio.AioRpcError as err:

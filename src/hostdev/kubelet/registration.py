@@ -46,9 +46,14 @@ class Backoff:
         return float(min(self.cap, self.first * self.factor ** max(attempt - 1, 0)))
 
 
+def _dial(socket_path: Path) -> grpc.aio.Channel:
+    target = f"unix://{socket_path.absolute()}"
+    return grpc.aio.insecure_channel(target, options=constants.OWN_CONNECTION)
+
+
 async def probe(socket_path: Path) -> Any:
     """Dial a device plugin socket and return its options (raises grpc.aio.AioRpcError)."""
-    async with grpc.aio.insecure_channel(f"unix://{socket_path.absolute()}") as channel:
+    async with _dial(socket_path) as channel:
         stub = pb_grpc.DevicePluginStub(channel)
         return await stub.GetDevicePluginOptions(pb.Empty(), timeout=RPC_TIMEOUT_S)
 
@@ -57,7 +62,7 @@ async def register_once(
     kubelet_socket: Path, endpoint: str, resource_name: str, options: Any
 ) -> None:
     """One Register call (raises grpc.aio.AioRpcError when refused or unreachable)."""
-    async with grpc.aio.insecure_channel(f"unix://{kubelet_socket.absolute()}") as channel:
+    async with _dial(kubelet_socket) as channel:
         stub = pb_grpc.RegistrationStub(channel)
         request = pb.RegisterRequest(
             version=constants.API_VERSION,

@@ -135,11 +135,14 @@ class KubeletSimulator:
         await self._serve()
 
     async def stop(self) -> None:
-        """Close plugin connections, stop the servers and remove our sockets."""
-        await self._close_endpoints()
+        """Stop the servers, close plugin connections and remove our sockets.
+
+        The servers go first: a Register they were answering could otherwise install its
+        endpoint after the connections were closed, and leave its stream open."""
         for server in self._servers:
             await server.stop(grace=None)
         self._servers.clear()
+        await self._close_endpoints()
         for path in (self.kubelet_socket, self.pod_resources_socket):
             if path is not None:
                 path.unlink(missing_ok=True)
