@@ -198,9 +198,8 @@ def test_one_refused_device_does_not_hold_back_the_others(host, binder, kernel, 
     before = metrics.BINDING_FAILURES.value(operation="bind")
     results = binder.bind_pending(scan_host(host.fs), config(tmp_path))
     assert [[d.action for d in r.devices] for r in results] == [["refused", "skipped"], ["bound"]]
-    assert (
-        metrics.BINDING_FAILURES.value(operation="bind") == before + 1
-    )  # the refused GPU, counted once
+    # the refused GPU, counted once
+    assert metrics.BINDING_FAILURES.value(operation="bind") == before + 1
     assert host.driver_of(GPU) == "nouveau"
     assert host.driver_of(LATE) == "vfio-pci"
     assert binder.given_up == {PciAddress.parse(GPU)}
