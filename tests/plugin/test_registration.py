@@ -120,6 +120,39 @@ async def test_reregisters_after_a_kubelet_restart(
     assert (plugin_dir / socket_name(T4)).exists()
 
 
+async def test_own_socket_lost_unseen_is_served_again_before_registering(
+    plugin_dir: Path,
+    make_node: NodeFactory,
+    gpu_host: FakeHost,
+    one_resource: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A deletion the watch does not report (the kubelet wiped the directory while our
+    server was restarting) must not leave the registrar dialling a missing socket forever."""
+    caplog.set_level(logging.INFO)
+    waiting = asyncio.Event()
+    handler = EventOnMessage("waiting for the kubelet socket", waiting)
+    logging.getLogger("hostdev.kubelet.registration").addHandler(handler)
+    try:
+        node = make_node(gpu_host, load_config(one_resource))
+        await node.start()
+        async with asyncio.timeout(10):
+            await waiting.wait()
+    finally:
+        logging.getLogger("hostdev.kubelet.registration").removeHandler(handler)
+    node.registrars[T4].socket_deleted = lambda: None  # type: ignore[method-assign]
+    (plugin_dir / socket_name(T4)).unlink()
+    kubelet = FakeKubelet(plugin_dir)
+    await kubelet.start()
+    try:
+        async with asyncio.timeout(10):
+            registration = await kubelet.accepted.get()
+    finally:
+        await kubelet.stop()
+    assert registration.request.endpoint == socket_name(T4)
+    assert (plugin_dir / socket_name(T4)).exists()
+
+
 async def test_own_socket_deleted_alone_is_served_again(
     kubelet: FakeKubelet,
     make_node: NodeFactory,

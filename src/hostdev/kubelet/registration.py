@@ -127,18 +127,22 @@ class Registrar:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            if self._socket_lost or not self.server.socket_path.exists():
-                self._socket_lost = False
-                await self.server.restart()
-                log.info(
-                    "%s: serving on a new socket %s", self.resource_name, self.server.socket_path
-                )
             await self._register_until_accepted()
             await self._wake.wait()
+
+    async def _serve_anew(self) -> None:
+        self._socket_lost = False
+        await self.server.restart()
+        log.info("%s: serving on a new socket %s", self.resource_name, self.server.socket_path)
 
     async def _register_until_accepted(self) -> None:
         attempt, last_error = 0, ""
         while True:
+            # Checked before every attempt, not only when inotify says so: a kubelet that wipes
+            # the directory while our server restarts deletes a socket the watch cannot yet
+            # tell from our own unlink of a stale file.
+            if self._socket_lost or not self.server.socket_path.exists():
+                await self._serve_anew()
             if not self.kubelet_socket.exists():
                 log.info(
                     "%s: waiting for the kubelet socket %s", self.resource_name, self.kubelet_socket
@@ -197,8 +201,6 @@ class Registrar:
         with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
             await attempt
         self._wake.clear()
-        self._socket_lost = False
-        await self.server.restart()
         return False
 
     async def _attempt(self) -> None:
@@ -207,14 +209,10 @@ class Registrar:
 
     async def _sleep_or_wake(self, delay: float | None) -> None:
         """Wait out the backoff (None: forever), cut short when the kubelet or our socket
-        changes."""
+        changes (the attempt loop then serves anew if our socket is gone)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
-        if self._wake.is_set():
-            self._wake.clear()
-            if self._socket_lost:
-                self._socket_lost = False
-                await self.server.restart()
+        self._wake.clear()
 
 
 class KubeletWatch:
