@@ -2,8 +2,8 @@
 
 Counters and the scan gauge are plain numbers in this module, so the daemon counts from its
 first moment while prometheus_client loads only when /metrics is served: its exposition
-module imports http.server, urllib.request and email, about 4.9 MiB resident and 30 ms of
-start that a daemon without --metrics-address does not pay (docs/benchmarks.md). The first
+module imports http.server, urllib.request and email: 3.6 MiB resident and about 30 ms of
+start that a daemon never scraped does not pay (docs/benchmarks.md). The first
 scrape builds a registry of its own (not the client library's global one, so no process
 metrics appear by surprise). Device counts are not kept up to date by hand; `NodeCollector`
 reads the device table when Prometheus scrapes.

@@ -3,7 +3,7 @@
 A scan's short-lived objects come and go in a burst. glibc keeps what they freed in its
 arenas (the scan runs in a worker thread, which has an arena of its own), so the daemon's
 resident size would keep the burst's high-water mark until the next burst reused it.
-malloc_trim(0) returns every whole free page of every arena: 2.6 MiB of a daemon serving
+malloc_trim(0) returns every whole free page of every arena: 1.5–2.6 MiB of a daemon serving
 4,096 devices, in a fraction of a millisecond (docs/benchmarks.md). C libraries without the
 call (musl) are left alone.
 """
