@@ -15,6 +15,7 @@ stay Healthy; blocked devices are reported Unhealthy (docs/allocation.md explain
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from enum import Enum
@@ -306,8 +307,40 @@ def index_holdings(
     index: dict[tuple[str, str], list[Entry]] = {}
     for device_id, holder in holdings.items():
         for lock in inventory.locks.get(device_id, ()):
-            index.setdefault(lock.key, []).append((holder, lock.mode, device_id))
+            add_entry(index, lock, (holder, lock.mode, device_id))
     return index
+
+
+def add_entry(index: dict[tuple[str, str], list[Entry]], lock: Lock, entry: Entry) -> None:
+    """File one taker of a lock key, in a fixed order: exclusive takers first, so a check for
+    a shared lock stops at the first shared entry instead of walking every VF held on a PF;
+    then by device ID, so a conflict names the same device however the index was built."""
+    insort(index.setdefault(lock.key, []), entry, key=_entry_order)
+
+
+def _entry_order(entry: Entry) -> tuple[bool, str]:
+    return entry[1] is Mode.SHARED, entry[2]
+
+
+def reindex(
+    inventory: Inventory,
+    index: dict[tuple[str, str], list[Entry]],
+    holdings: Mapping[str, Holder],
+    device_ids: Set[str],
+) -> None:
+    """Update the index in place for devices whose holder changed (cost: their keys only)."""
+    keys = {lock.key for i in device_ids for lock in inventory.locks.get(i, ())}
+    for key in keys:  # one pass per key, however many of its takers changed
+        kept = [entry for entry in index.get(key, ()) if entry[2] not in device_ids]
+        if kept:
+            index[key] = kept
+        else:
+            index.pop(key, None)
+    for device_id in device_ids:
+        holder = holdings.get(device_id)
+        if holder is not None:
+            for lock in inventory.locks.get(device_id, ()):
+                add_entry(index, lock, (holder, lock.mode, device_id))
 
 
 def compute_availability(
@@ -353,7 +386,9 @@ def first_conflict(inventory: Inventory, index: LockIndex, device_id: str) -> st
     """Why this device cannot be handed out because of a held one; "" when nothing stops it."""
     for lock in inventory.locks[device_id]:
         for holder, mode, other in index.get(lock.key, ()):
-            if other != device_id and Mode.EXCLUSIVE in (lock.mode, mode):
+            if mode is Mode.SHARED and lock.mode is Mode.SHARED:
+                break  # exclusive takers come first (add_entry): the rest are shared too
+            if other != device_id:
                 return describe_conflict(inventory, lock, other, holder)
     return ""
 
@@ -372,11 +407,15 @@ def describe_conflict(inventory: Inventory, lock: Lock, other: str, holder: Hold
 
 def find_violations(inventory: Inventory, index: LockIndex) -> tuple[str, ...]:
     """Keys taken by two holders in conflicting modes (must never happen; logged if it does)."""
+    # a conflict needs two takers, one of them exclusive, and exclusive takers come first
+    suspects = sorted(
+        (key, entries)
+        for key, entries in index.items()
+        if len(entries) > 1 and entries[0][1] is Mode.EXCLUSIVE
+    )
     found: list[str] = []
-    for (kind, name), entries in sorted(index.items()):
-        holders = {holder for holder, _, _ in entries}
-        exclusive = any(mode is Mode.EXCLUSIVE for _, mode, _ in entries)
-        if len(holders) > 1 and exclusive:
+    for (kind, name), entries in suspects:
+        if len({holder for holder, _, _ in entries}) > 1:
             who = ", ".join(f"{dev} ({holder})" for holder, _, dev in sorted(entries))
             found.append(f"{kind} {name} held by several holders: {who}")
     return tuple(found)

@@ -23,11 +23,13 @@ from hostdev.allocation import (
     Holder,
     Inventory,
     State,
+    add_entry,
     check_allocation,
     compute_availability,
     device_status,
     find_violations,
     index_holdings,
+    reindex,
 )
 
 DEFAULT_GRACE_S = 5.0
@@ -126,7 +128,7 @@ class AllocationLedger:
         for holder, ids in zip(holders, containers, strict=True):
             for device_id in ids:
                 for lock in self._inventory.locks[device_id]:
-                    self._index.setdefault(lock.key, []).append((holder, lock.mode, device_id))
+                    add_entry(self._index, lock, (holder, lock.mode, device_id))
                 granted.add(device_id)
         if self._cached is not None:
             self._cached = self._restated(granted, self._cached.violations)
@@ -156,7 +158,10 @@ class AllocationLedger:
         before = self._holdings
         changed = {i for i in before.keys() | holdings.keys() if before.get(i) != holdings.get(i)}
         self._holdings = holdings
-        self._index = index_holdings(self._inventory, holdings)
+        if self._index is None:
+            self._index = index_holdings(self._inventory, holdings)
+        else:
+            reindex(self._inventory, self._index, holdings, changed)
         self._cached = self._restated(changed, find_violations(self._inventory, self._index))
         self.generation += 1
 

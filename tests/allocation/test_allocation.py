@@ -16,6 +16,8 @@ from hostdev.allocation import (
     build_inventory,
     check_allocation,
     compute_availability,
+    index_holdings,
+    reindex,
     rivals,
 )
 from hostdev.host.model import Host
@@ -107,6 +109,14 @@ HELD = "group 15 held by 0000:17:00.0 (pod ns/a, container c)"
             {VFS[0]: POD_A, VFS[1]: POD_B},
             {PF: f"VF {VFS[0]} of {PF} allocated (pod ns/a, container c)"},
         ),
+        (
+            {VFS[1]: POD_B, VFS[0]: POD_A},
+            {PF: f"VF {VFS[0]} of {PF} allocated (pod ns/a, container c)"},
+        ),
+        (
+            {VFS[0]: POD_A, VFS[1]: POD_A, PF: POD_A},
+            dict.fromkeys(VFS[2:], "PF 0000:04:00.1 allocated (pod ns/a, container c)"),
+        ),
         ({GPU_GROUP_15: POD_A, AUDIO_GROUP_15: POD_A}, {}),
         ({T4_NUMA0: POD_A, QAT: POD_B, MDEV: POD_A}, {}),
         ({}, {}),
@@ -118,6 +128,8 @@ HELD = "group 15 held by 0000:17:00.0 (pod ns/a, container c)"
         "pf-blocks-vfs",
         "vf-blocks-pf",
         "two-vfs-two-pods",
+        "two-vfs-listed-the-other-way",
+        "pf-held-after-its-vfs",
         "whole-group-one-pod",
         "unrelated",
         "nothing",
@@ -134,6 +146,29 @@ def test_blocked_devices_and_reasons(
         assert availability.statuses[device_id].holder == holder
         assert availability.statuses[device_id].healthy
     assert not any(availability.statuses[i].healthy for i in expected)
+
+
+PENDING = Holder(allocation=7)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({VFS[0]: POD_A, VFS[1]: POD_B}, {VFS[1]: POD_B}),
+        ({VFS[0]: POD_A, VFS[1]: POD_A}, {VFS[0]: POD_A, VFS[1]: POD_A, PF: POD_A}),
+        ({VFS[0]: PENDING, T4_NUMA0: POD_B}, {VFS[0]: POD_A, T4_NUMA0: POD_B}),
+        ({GPU_GROUP_15: POD_A, AUDIO_GROUP_15: POD_A, MDEV: POD_B}, {}),
+        ({NIC_A: POD_A}, {NIC_A: POD_A}),
+    ],
+    ids=["vf-released", "pf-taken-after-vfs", "pending-named", "all-released", "unchanged"],
+)
+def test_reindex_matches_a_fresh_index(
+    shared: Inventory, before: dict[str, Holder], after: dict[str, Holder]
+) -> None:
+    index = index_holdings(shared, before)
+    changed = {i for i in before.keys() | after.keys() if before.get(i) != after.get(i)}
+    reindex(shared, index, after, changed)
+    assert index == index_holdings(shared, after)
 
 
 def test_unknown_in_use_blocks_only_related_devices(shared: Inventory) -> None:
