@@ -198,19 +198,22 @@ def build_inventory(host: Host, resources: Mapping[str, Iterable[str]]) -> Inven
 
 
 def make_inventory(devices: Iterable[ServedDevice]) -> Inventory:
-    """Index served devices by ID and find those whose locks overlap another's."""
+    """Index served devices by ID and find those whose locks overlap another's.
+
+    Only contested keys are kept in the inventory's locks: a key no other served device
+    takes, or that every taker shares, can never refuse an allocation (a VF's own group and
+    address, its PF's address when the PF is not served), and thousands of VFs then hold no
+    locks at all.
+    """
     by_id = {d.id: d for d in devices}
-    common = _Shared(by_id)
-    locks = {i: common.locks(d.locks) for i, d in by_id.items()}
     takers: dict[tuple[str, str], tuple[list[str], list[str]]] = {}  # exclusive, shared
-    for device_id, device_locks in locks.items():
-        for lock in device_locks:
+    for device_id, device in by_id.items():
+        for lock in device.locks:
             exclusive, shared = takers.setdefault(lock.key, ([], []))
             (exclusive if lock.mode is Mode.EXCLUSIVE else shared).append(device_id)
+    contested = {k for k, (ex, sh) in takers.items() if ex and len(ex) + len(sh) > 1}
     rivals: dict[str, set[str]] = {}
-    for exclusive, shared in takers.values():
-        if not exclusive or len(exclusive) + len(shared) < 2:
-            continue
+    for exclusive, shared in (takers[key] for key in contested):
         everyone = exclusive + shared
         for device_id in exclusive:
             rivals.setdefault(device_id, set()).update(everyone)
@@ -219,9 +222,10 @@ def make_inventory(devices: Iterable[ServedDevice]) -> Inventory:
     by_resource: dict[str, list[str]] = {}
     for device in by_id.values():
         by_resource.setdefault(device.resource, []).append(device.id)
+    common = _Shared(by_id)
     return Inventory(
         by_id,
-        locks,
+        {i: common.locks(d.locks, contested) for i, d in by_id.items()},
         {i: frozenset(r - {i}) for i, r in rivals.items() if r - {i}},
         {name: tuple(sorted(ids)) for name, ids in sorted(by_resource.items())},
         {i: common.one((d.numa_node, d.pci_path[:-1])) for i, d in by_id.items()},
@@ -240,9 +244,11 @@ class _Shared:
         """The first value seen equal to this one."""
         return self._values.setdefault(value, value)  # type: ignore[return-value]
 
-    def locks(self, locks: tuple[Lock, ...]) -> tuple[Lock, ...]:
-        """The locks, each made of shared parts."""
-        return tuple(self.one(Lock(k.kind, self.one(k.name), k.mode)) for k in locks)
+    def locks(self, locks: tuple[Lock, ...], keep: Set[tuple[str, str]]) -> tuple[Lock, ...]:
+        """The locks whose keys are kept, each made of shared parts, in a shared tuple."""
+        return self.one(
+            tuple(self.one(Lock(k.kind, self.one(k.name), k.mode)) for k in locks if k.key in keep)
+        )
 
 
 def served_device(host: Host, resource: str, device_id: str) -> ServedDevice:

@@ -41,17 +41,35 @@ E, S = Mode.EXCLUSIVE, Mode.SHARED
 
 
 @pytest.mark.parametrize(
-    ("device_id", "locks"),
+    ("device_id", "takes", "contested"),
     [
-        (GPU_GROUP_15, [("group", "15", E), ("function", GPU_GROUP_15, E)]),
-        (PF, [("group", "22", E), ("function", PF, E)]),
-        (VFS[0], [("group", "40", E), ("function", VFS[0], E), ("function", PF, S)]),
-        (MDEV, [("group", "47", E), ("function", "0000:3b:00.0", S)]),
+        (GPU_GROUP_15, [("group", "15", E), ("function", GPU_GROUP_15, E)], [("group", "15", E)]),
+        (PF, [("group", "22", E), ("function", PF, E)], [("function", PF, E)]),
+        (
+            VFS[0],
+            [("group", "40", E), ("function", VFS[0], E), ("function", PF, S)],
+            [("function", PF, S)],
+        ),
+        (MDEV, [("group", "47", E), ("function", "0000:3b:00.0", S)], []),  # parent not served
     ],
     ids=["gpu", "pf", "vf", "mdev"],
 )
-def test_locks(shared: Inventory, device_id: str, locks: list[tuple[str, str, Mode]]) -> None:
-    assert shared.locks[device_id] == tuple(Lock(*lock) for lock in locks)
+def test_locks(
+    shared: Inventory,
+    device_id: str,
+    takes: list[tuple[str, str, Mode]],
+    contested: list[tuple[str, str, Mode]],
+) -> None:
+    """A device takes every key; the inventory keeps those another served device contests."""
+    assert shared.devices[device_id].locks == tuple(Lock(*lock) for lock in takes)
+    assert shared.locks[device_id] == tuple(Lock(*lock) for lock in contested)
+
+
+def test_shared_only_keys_are_not_kept(shared_host: Host) -> None:
+    """Two VFs of a PF that is not served share its key: nothing to refuse, nothing kept."""
+    inventory = build_inventory(shared_host, {"example.com/vf": VFS[:2]})
+    assert inventory.locks == dict.fromkeys(VFS[:2], ())
+    assert compute_availability(inventory, {VFS[0]: POD_A}).blocked() == {}
 
 
 def test_related_are_the_devices_that_share_a_lock(shared: Inventory) -> None:
@@ -288,10 +306,10 @@ def test_inventory_lists_resources(shared: Inventory) -> None:
 
 def test_inventory_shares_equal_parts(shared: Inventory, shared_host: Host) -> None:
     """Thousands of VFs of one PF must not each hold a copy of the same lock and place."""
-    pf_locks = {id(shared.locks[v][-1]) for v in VFS}
-    assert len(pf_locks) == 1 and shared.locks[VFS[0]][-1].mode is Mode.SHARED
+    assert len({id(shared.locks[v]) for v in VFS}) == 1  # one tuple: the lock on their PF
+    assert shared.locks[VFS[0]][-1].mode is Mode.SHARED
     assert len({id(shared.places[v]) for v in VFS}) == 1
-    own = shared.locks[VFS[0]][1]  # a function's lock is named by its device ID object
-    assert own.kind == "function" and own.name is next(i for i in shared.devices if i == VFS[0])
+    (own,) = shared.locks[PF]  # a function's lock is named by its device ID object
+    assert own.kind == "function" and own.name is next(i for i in shared.devices if i == PF)
     device = shared.devices[VFS[0]]
     assert device.address is shared_host.devices[device.address].address  # not a parsed copy
