@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hostdev import metrics
 from hostdev.config import DEFAULT_CONFIG
@@ -46,6 +47,46 @@ def test_scrape_shows_counts_gauge_and_extra_collectors() -> None:
     assert f'hostdev_rescans_total{{trigger="backstop"}} {backstops}' in lines
     assert "hostdev_last_scan_duration_seconds 0.25" in lines
     assert "hostdev_podresources_reachable 1.0" in lines
+    assert body.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    names = {f.name for f in text_string_to_metric_families(body.body.decode())}
+    assert {"hostdev_allocations", "hostdev_devices", "hostdev_podresources_reachable"} <= names
+
+
+TRICKY = 'say "hi" in C:\\new\nfolder'  # a quote, a backslash before an n, a newline
+
+
+def test_exposition_reads_back_with_prometheus_clients_parser() -> None:
+    counter = metrics.Counter("test_things", "Things in C:\\new, and a\nnewline.", ("name",))
+    counter.labels(TRICKY).inc(2)
+    counter.labels("plain").inc()
+    gauge = metrics.Gauge("test_level", "A level.")
+    gauge.set(0.25)
+    text = metrics.exposition([counter.family(), gauge.family()]).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert (families["test_things"].type, families["test_level"].type) == ("counter", "gauge")
+    assert families["test_things"].documentation == "Things in C:\\new, and a\nnewline."
+    samples = {s.labels["name"]: (s.name, s.value) for s in families["test_things"].samples}
+    assert samples == {TRICKY: ("test_things_total", 2.0), "plain": ("test_things_total", 1.0)}
+    assert [(s.name, s.value) for s in families["test_level"].samples] == [("test_level", 0.25)]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(3, "3.0"), (0.25, "0.25"), (float("inf"), "+Inf"), (float("-inf"), "-Inf"),
+     (float("nan"), "NaN"), (1e21, "1e+21")],
+    ids=["int", "fraction", "inf", "minus-inf", "nan", "large"],
+)  # fmt: skip
+def test_exposition_numbers(value: float, text: str) -> None:
+    family = metrics.Family("test_value", "gauge", "A value.", (metrics.Sample((), value),))
+    assert metrics.exposition([family]).decode().splitlines()[-1] == f"test_value {text}"
+
+
+def test_empty_counter_has_help_and_type_only() -> None:
+    family = metrics.Counter("test_unused", "Never counted.", ("x",)).family()
+    assert metrics.exposition([family]).decode().splitlines() == [
+        "# HELP test_unused_total Never counted.",
+        "# TYPE test_unused_total counter",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,12 @@
-"""hostdev's metrics: counted here, exposed through prometheus_client over HTTP with /healthz.
+"""hostdev's metrics: counted here, written in Prometheus' text format, served over HTTP.
 
-Counters and the scan gauge are plain numbers in this module, so the daemon counts from its
-first moment while prometheus_client loads only when /metrics is served: its exposition
-module imports http.server, urllib.request and email: 3.6 MiB resident and about 30 ms of
-start that a daemon never scraped does not pay (docs/benchmarks.md). The first
-scrape builds a registry of its own (not the client library's global one, so no process
-metrics appear by surprise). Device counts are not kept up to date by hand; `NodeCollector`
-reads the device table when Prometheus scrapes.
+Counters and the scan gauge are plain numbers in this module; device counts are not kept up
+to date by hand: `NodeCollector` reads the device table when Prometheus scrapes. The text
+exposition format (version 0.0.4) is written here too, a few lines, rather than by
+prometheus_client: importing the client library would cost the daemon 2 MiB at its first
+scrape, and 4.5 MiB more for the TLS library its exposition module imports, which
+`hostdev serve` keeps out of the process (hostdev.daemon.footprint, docs/benchmarks.md).
+The tests read our output back with prometheus_client's own parser.
 
 The HTTP server is asyncio on the daemon's own loop, so /healthz answering proves the loop is
 alive; it speaks just enough HTTP/1.1 for Prometheus and the kubelet's probes.
@@ -17,20 +17,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from hostdev.errors import BadInputError
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics_core import Metric
-    from prometheus_client.registry import CollectorRegistry
-
     from hostdev.kubelet.state import DeviceTable
 
 log = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of a family, with its label values."""
+
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A metric family as the text format shows it: name, type, help text and samples."""
+
+    name: str  # a counter's samples are written as <name>_total
+    kind: str  # "counter" or "gauge"
+    documentation: str
+    samples: tuple[Sample, ...]
+
+
+class Collector(Protocol):
+    """Anything that yields metric families when Prometheus scrapes."""
+
+    def collect(self) -> Iterable[Family]:
+        """The families as they stand now."""
+        ...
 
 
 class Counter:
@@ -60,15 +85,12 @@ class Counter:
         """The count so far (0 for label values never counted)."""
         return self._counts.get(self.labels(*values, **by_name).key, 0.0)
 
-    def family(self) -> Metric:
-        """The counter as a Prometheus metric family (samples named <name>_total)."""
-        from prometheus_client.core import CounterMetricFamily
-
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+    def family(self) -> Family:
+        """The counter's family (written as <name>_total)."""
         with self._lock:
-            for key, count in sorted(self._counts.items()):
-                family.add_metric(key, count)
-        return family
+            counts = sorted(self._counts.items())
+        samples = (Sample(tuple(zip(self.labelnames, k, strict=True)), n) for k, n in counts)
+        return Family(self.name, "counter", self.documentation, tuple(samples))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +115,9 @@ class Gauge:
         """Set the current value."""
         self.value = value
 
-    def family(self) -> Metric:
-        """The gauge as a Prometheus metric family."""
-        from prometheus_client.core import GaugeMetricFamily
-
-        return GaugeMetricFamily(self.name, self.documentation, value=self.value)
+    def family(self) -> Family:
+        """The gauge's family."""
+        return Family(self.name, "gauge", self.documentation, (Sample((), self.value),))
 
 
 ALLOCATIONS = Counter(
@@ -146,9 +166,9 @@ METRICS = (
 
 
 class MetricsCollector:
-    """The counters and the gauge above, for a prometheus_client registry."""
+    """The counters and the gauge above."""
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         """Every family, counted or not yet."""
         return (metric.family() for metric in METRICS)
 
@@ -168,26 +188,53 @@ class NodeCollector:
         self.table = table
         self.reachable = reachable
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         """One device sample per resource and state; reachability once known."""
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily(
+        yield Family(
             "hostdev_devices",
+            "gauge",
             "Devices served, by resource and state (healthy, allocated, unhealthy).",
-            labels=["resource", "state"],
+            tuple(
+                Sample((("resource", name), ("state", state)), counts[state])
+                for name, counts in sorted(device_counts(self.table()).items())
+                for state in ("healthy", "allocated", "unhealthy")
+            ),
         )
-        for name, counts in sorted(device_counts(self.table()).items()):
-            for state in ("healthy", "allocated", "unhealthy"):
-                family.add_metric([name, state], counts[state])
-        yield family
         reachable = self.reachable()
         if reachable is not None:
-            yield GaugeMetricFamily(
+            yield Family(
                 "hostdev_podresources_reachable",
+                "gauge",
                 "1 when the last PodResources List call succeeded, 0 when it failed.",
-                value=1 if reachable else 0,
+                (Sample((), 1 if reachable else 0),),
             )
+
+
+def exposition(families: Iterable[Family]) -> bytes:
+    """The families in Prometheus' text format, version 0.0.4."""
+    lines = []
+    for family in families:
+        name = f"{family.name}_total" if family.kind == "counter" else family.name
+        lines.append(f"# HELP {name} {_escape(family.documentation, quote=False)}")
+        lines.append(f"# TYPE {name} {family.kind}")
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{_escape(v, quote=True)}"' for k, v in sample.labels)
+            selector = f"{{{labels}}}" if labels else ""
+            lines.append(f"{name}{selector} {_number(sample.value)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _escape(text: str, *, quote: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quote else text
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
 
 
 def device_counts(table: DeviceTable | None) -> dict[str, dict[str, int]]:
@@ -235,13 +282,12 @@ class MetricsServer:
         host: str,
         port: int,
         problem: Callable[[], str | None],
-        collectors: Iterable[Any] = (),
+        collectors: Iterable[Collector] = (),
     ) -> None:
         self.host = host
         self.port = port
         self.problem = problem  # None while alive, else why the daemon is not
-        self.collectors = (MetricsCollector(), *collectors)  # each has collect()
-        self._registry: CollectorRegistry | None = None
+        self.collectors = (MetricsCollector(), *collectors)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -272,13 +318,8 @@ class MetricsServer:
         return Reply(404, "Not Found", "text/plain", b"try /metrics or /healthz\n")
 
     def _scrape(self) -> Reply:
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-        if self._registry is None:
-            self._registry = CollectorRegistry(auto_describe=True)
-            for collector in self.collectors:
-                self._registry.register(collector)
-        return Reply(200, "OK", CONTENT_TYPE_LATEST, generate_latest(self._registry))
+        families = (f for collector in self.collectors for f in collector.collect())
+        return Reply(200, "OK", CONTENT_TYPE, exposition(families))
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
