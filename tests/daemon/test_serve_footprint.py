@@ -7,14 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hostdev.testing.examples import build_example
 
-# Never loaded by `hostdev serve` without a config or --metrics-address: the config schema,
-# what only bind onStart, provisioning (sriov:, mediated devices) or node-label lookups use,
-# and the Prometheus exposition.
+# Never loaded by `hostdev serve` without a config: the config schema, what only bind onStart,
+# provisioning (sriov:, mediated devices) or node-label lookups use, the Prometheus client
+# library (hostdev writes the text format itself), and TLS (asyncio imports it unless hidden).
 NEVER_LOADED = (
     "pydantic",
     "prometheus_client",
+    "ssl",
     "yaml",
     "ctypes.util",
     "hostdev.config.loader",
@@ -23,16 +26,22 @@ NEVER_LOADED = (
     "hostdev.nodelabels",
 )
 
-# Runs the real `serve` command; only the wait for a signal is replaced by start then stop.
+# Runs the real `serve` command, its imports in their real order; only the wait for a signal
+# is replaced by start then stop, once main() has imported the serve module.
 SCRIPT = f"""
 import sys
-from hostdev.cli import main, serve
+from hostdev.cli import main
 
 async def start_stop(node):
     await node.start()
     await node.stop()
 
-serve.serve = start_stop
+def parser_then_patch(command):
+    parser = real_parser(command)
+    sys.modules["hostdev.cli.serve"].serve = start_stop
+    return parser
+
+real_parser, main.build_parser = main.build_parser, parser_then_patch
 host, plugins, pod_resources = sys.argv[1:]
 code = main.main(["serve", "--host-root", host, "--plugin-dir", plugins,
                   "--pod-resources-socket", pod_resources, "--no-uevents"])
@@ -61,3 +70,35 @@ def test_serve_with_a_relative_plugin_dir(tmp_path: Path, sockdir: Path) -> None
         cwd=sockdir,
     )
     assert run.stdout.splitlines()[:1] == ["0 True"], run.stderr[-2000:]
+
+
+ASYNCIO_FIRST = """
+import asyncio, sys, urllib.request
+from hostdev.daemon.footprint import import_asyncio_without_tls
+print(import_asyncio_without_tls(), "ssl" in sys.modules)
+"""
+
+WITHOUT_TLS = """
+import sys
+from hostdev.daemon.footprint import import_asyncio_without_tls
+print(import_asyncio_without_tls(), "ssl" in sys.modules)
+import asyncio
+print(asyncio.run(asyncio.sleep(0, "loop runs")))
+import ssl, urllib.request  # TLS is still there for code that asks for it
+print(urllib.request.ssl is ssl, asyncio.sslproto.ssl)
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (WITHOUT_TLS, ["True False", "loop runs", "True None"]),
+        (ASYNCIO_FIRST, ["False True"]),  # too late: nothing changes
+    ],
+    ids=["first", "too-late"],
+)
+def test_asyncio_without_tls(script: str, expected: list[str]) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert run.stdout.splitlines() == expected, run.stderr[-2000:]

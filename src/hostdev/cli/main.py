@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from hostdev import __version__
+from hostdev.daemon.footprint import import_asyncio_without_tls
 from hostdev.errors import HostdevError
 
 # Each module defines register(subparsers); the handler it sets returns the exit code.
@@ -62,7 +63,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one hostdev command and return its exit code."""
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(command_of(words)).parse_args(words)
+    command = command_of(words)
+    if command == "serve":  # before the serve module's imports load asyncio
+        import_asyncio_without_tls()
+    args = build_parser(command).parse_args(words)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
