@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hostdev.cli.main import COMMANDS, build_parser, command_of
+from hostdev.cli.main import COMMANDS, build_parser, command_of, terminal_columns
 
 
 def _registered(module_name: str) -> set[str]:
@@ -54,3 +54,24 @@ def test_list_does_not_load_grpc() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [("120", 120), ("", 80), ("0", 80), ("wide", 80)],
+    ids=["set", "unset", "zero", "garbage"],
+)
+def test_terminal_columns(monkeypatch: pytest.MonkeyPatch, columns: str, expected: int) -> None:
+    """$COLUMNS when it is a width; else the terminal's (none under pytest), else 80."""
+    monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == expected
+
+
+def test_help_wraps_at_the_terminal_width(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit):
+        build_parser("doctor").parse_args(["doctor", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines if not line.lstrip().startswith("-")) <= 58

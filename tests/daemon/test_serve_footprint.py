@@ -13,11 +13,13 @@ from hostdev.testing.examples import build_example
 
 # Never loaded by `hostdev serve` without a config: the config schema, what only bind onStart,
 # provisioning (sriov:, mediated devices) or node-label lookups use, the Prometheus client
-# library (hostdev writes the text format itself), and TLS (asyncio imports it unless hidden).
+# library (hostdev writes the text format itself), TLS (asyncio imports it unless hidden), and
+# shutil with bz2 and lzma (argparse imports it unless told the terminal's width).
 NEVER_LOADED = (
     "pydantic",
     "prometheus_client",
     "ssl",
+    "shutil",
     "yaml",
     "ctypes.util",
     "hostdev.config.loader",

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from hostdev import __version__
 from hostdev.daemon.footprint import import_asyncio_without_tls
@@ -44,9 +45,38 @@ def command_of(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, given the terminal's width so that it does not import shutil to
+    ask (shutil brings bz2 and lzma: 0.5 MiB that `hostdev serve` would keep for nothing)."""
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        kwargs.setdefault("width", terminal_columns() - 2)  # argparse's own margin
+        super().__init__(prog, **kwargs)
+
+
+def terminal_columns() -> int:
+    """$COLUMNS, else the width of the terminal on stdout, else 80."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    stdout = sys.__stdout__
+    try:
+        return (os.get_terminal_size(stdout.fileno()).columns if stdout else 0) or 80
+    except (ValueError, OSError):  # closed, or not a terminal
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help uses _HelpFormatter; its subcommands' parsers too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with the given command's module registered, or every module."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hostdev",
         description="Hand host PCI devices to VMs and containers through VFIO.",
     )
