@@ -23,6 +23,7 @@ from hostdev.daemon.live import LiveNode, LiveOptions
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
+from hostdev.kubelet.accounting import GroupAccounting
 from hostdev.kubelet.constants import HEALTHY, UNHEALTHY
 from hostdev.kubelet.registration import Backoff
 from hostdev.kubelet.simulator import KubeletSimulator
@@ -57,7 +58,7 @@ async def rig(
     config: Config = DEFAULT_CONFIG,
     config_path: Path | None = None,
     debounce: float = 0.005,
-    scanner: Callable[[HostFS], Host] = scan_host,
+    scanner: Callable[[HostFS, Host | None], Host] = scan_host,
     **node_kwargs: object,
 ) -> AsyncIterator[Rig]:
     host = build_example("gpu-node", tmp_path / "host")
@@ -86,6 +87,20 @@ async def rig(
         await node.stop()
         await sim.stop()
         injector.close()
+
+
+async def test_rescan_of_an_unchanged_host_rebuilds_nothing(tmp_path: Path, sockdir: Path) -> None:
+    """The scan hands back the served snapshot itself, so the allocation inventory stays."""
+    accounting = GroupAccounting()
+    async with rig(tmp_path, sockdir, policy=accounting) as r:
+        await r.sim.wait_devices(T4, 2)
+        host, inventory = r.node.table.host, accounting.ledger.inventory
+        await r.node.rescan()
+        assert r.node.table.host is host and accounting.ledger.inventory is inventory
+        r.host.unbind(GPU_A)
+        await r.node.rescan()
+        assert r.node.table.host is not host
+        assert accounting.ledger.inventory is not inventory
 
 
 async def test_unbind_uevent_marks_unhealthy(tmp_path: Path, sockdir: Path) -> None:
@@ -325,10 +340,10 @@ async def test_fast_mark_survives_a_scan_that_predates_it(tmp_path: Path, sockdi
     scanned, release = threading.Event(), threading.Event()
     calls = 0
 
-    def slow_scanner(fs: HostFS) -> Host:
+    def slow_scanner(fs: HostFS, previous: Host | None) -> Host:
         nonlocal calls
         calls += 1
-        snapshot = scan_host(fs)
+        snapshot = scan_host(fs, previous)
         if calls == 2:  # the first rescan: its snapshot is taken before the unbind
             scanned.set()
             release.wait(30)

@@ -228,3 +228,36 @@ def test_unbind_and_remove_follow_the_kernel(sink: FakeHost) -> None:
     host = scan_host(sink.fs)
     assert A("0000:04:00.1") not in host.devices and A("0000:04:10.1") not in host.devices
     assert 40 not in host.groups
+
+
+def test_rescan_keeps_unchanged_devices_and_groups(sink: FakeHost) -> None:
+    """Given the previous snapshot, what did not change is the previous object."""
+    before = scan_host(sink.fs)
+    assert scan_host(sink.fs, before) is before  # nothing changed: the same snapshot
+    sink.unbind("0000:65:00.0")
+    again = scan_host(sink.fs, before)
+    assert again != before and again == scan_host(sink.fs)
+    assert all(again.devices[a] is d for a, d in before.devices.items() if a != A("0000:65:00.0"))
+    assert again.groups[11] != before.groups[11]  # its /dev/vfio node went with the driver
+    assert all(again.groups[n] is g for n, g in before.groups.items() if n != 11)
+    assert all(a is d.address for a, d in again.devices.items())
+
+
+@pytest.mark.parametrize(
+    ("change", "address"),
+    [("unbind", "0000:65:00.0"), ("remove", "0000:04:10.1")],
+    ids=["unbound", "vf-removed"],
+)
+def test_rescan_builds_what_changed(sink: FakeHost, change: str, address: str) -> None:
+    before = scan_host(sink.fs)
+    if change == "unbind":
+        sink.unbind(address)
+    else:
+        sink.remove_device(address)
+    after = scan_host(sink.fs, before)
+    assert after == scan_host(sink.fs)  # the same snapshot as a scan from nothing
+    changed = {a for a, d in after.devices.items() if d is not before.devices.get(a)}
+    if change == "unbind":
+        assert changed == {A(address)} and after.devices[A(address)].driver is None
+    else:
+        assert A(address) not in after.devices and not changed

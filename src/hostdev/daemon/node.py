@@ -43,7 +43,7 @@ class Node:
         policy: AvailabilityPolicy | None = None,
         preferred: PreferredPolicy | None = None,
         backoff: Backoff | None = None,
-        scanner: Callable[[HostFS], Host] = scan_host,
+        scanner: Callable[[HostFS, Host | None], Host] = scan_host,
         binder: Binder | None = None,
         reconciler: Reconciler | None = None,
     ) -> None:
@@ -110,13 +110,15 @@ class Node:
 
     def prepare_host(self, held: frozenset[str]) -> Host:
         """Blocking: scan; re-create declared VFs a driver reload reset and bind onStart
-        devices that appeared, scanning again after either wrote anything."""
-        host = self.scanner(self.fs)
+        devices that appeared, scanning again after either wrote anything. Unchanged devices
+        are the served snapshot's objects (hostdev.host.scan)."""
+        served = self._table.host if self._table is not None else None
+        host = self.scanner(self.fs, served)
         if self.config.sriov and self._reapply_sriov(host, held):
-            host = self.scanner(self.fs)
+            host = self.scanner(self.fs, host)
         if self.binder.pending(host, self.config):
             self.binder.bind_pending(host, self.config)
-            host = self.scanner(self.fs)
+            host = self.scanner(self.fs, host)
         return host
 
     def _reapply_sriov(self, host: Host, held: frozenset[str]) -> bool:

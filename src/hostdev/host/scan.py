@@ -6,7 +6,10 @@ keep the unparsed records of a few hundred functions alive at a time, not of eve
 a daemon's memory keeps the high-water mark of a scan's short-lived objects. Groups are
 derived from the devices' `iommu_group` links, VF indexes from the PFs' `virtfnN` links, so
 nothing is read twice. A device that vanishes or carries garbage is skipped with a reason;
-the rest of the host is still returned.
+the rest of the host is still returned. Given the previous snapshot (a daemon's rescan), a
+device or group equal to its previous self is that object, and a host equal to it is the
+previous snapshot itself: a rescan keeps one copy of the model alive, not two, and what the
+daemon derived from the snapshot (selection, allocation inventory) is not built again.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from sys import intern
@@ -58,6 +61,7 @@ class _Accumulator:
     uevent_heads: dict[bytes, _UeventFields] = field(default_factory=dict)
     revisions: dict[bytes | None, str] = field(default_factory=dict)
     vf_positions: dict[PciAddress, tuple[PciAddress, int]] = field(default_factory=dict)
+    previous: Mapping[PciAddress, PciDevice] = field(default_factory=dict)
 
     def address(self, name: str) -> PciAddress:
         """The PciAddress of a kernel-written name, parsed once per scan."""
@@ -67,10 +71,12 @@ class _Accumulator:
         return address
 
 
-def scan_host(fs: HostFS) -> Host:
-    """Scan every PCI function, IOMMU group and mdev under the HostFS roots."""
+def scan_host(fs: HostFS, previous: Host | None = None) -> Host:
+    """Scan every PCI function, IOMMU group and mdev under the HostFS roots; unchanged
+    devices and groups are the previous snapshot's objects, an unchanged host the previous
+    snapshot."""
     fs.check()
-    acc = _Accumulator(sys_root=str(fs.sys_root))
+    acc = _Accumulator(sys_root=str(fs.sys_root), previous=previous.devices if previous else {})
     pci_dir = fs.sys("bus", "pci", "devices")
     # in address order a PF comes before its VFs (a VF's routing ID is its PF's plus an
     # offset), so each VF's chunk finds its PF indexed
@@ -82,11 +88,11 @@ def scan_host(fs: HostFS) -> Host:
             for start in range(0, len(names), _CHUNK):
                 _scan_chunk(names[start : start + _CHUNK], acc)
             vfio_dir = set(list_dir(fs.dev("vfio")))
-            groups = _groups(acc.group_members, vfio_dir)
+            groups = _groups(acc.group_members, vfio_dir, previous.groups if previous else {})
     finally:
         if acc.bus_fd >= 0:
             os.close(acc.bus_fd)
-    return Host(
+    host = Host(
         devices=acc.devices,
         groups=groups,
         mdevs=tuple(_scan_mdevs(fs, acc.devices)),
@@ -94,6 +100,8 @@ def scan_host(fs: HostFS) -> Host:
         vfio_container="vfio" in vfio_dir,
         iommufd=os.path.exists(fs.dev("iommu")),
     )
+    # nothing changed: the previous snapshot itself, so what was derived from it stays valid
+    return previous if previous is not None and previous == host else host
 
 
 @contextmanager
@@ -144,9 +152,14 @@ def _add_function(raw: RawFunction, acc: _Accumulator) -> None:
         else:
             members.append(address)
     try:
-        acc.devices[address] = _build_device(address, group, raw, acc)
+        device = _build_device(address, group, raw, acc)
     except _Skip as why:
         acc.skipped.append(SkippedDevice(raw.name, str(why)))
+        return
+    before = acc.previous.get(address)
+    if before is not None and before == device:
+        device = before  # the new one is freed now, not after the old snapshot
+    acc.devices[device.address] = device
 
 
 def _group_number(name: str | None) -> int | None:
@@ -316,11 +329,17 @@ def _physfn(name: str | None, acc: _Accumulator) -> PciAddress | None:
     return acc.address(name) if name and is_address(name) else None
 
 
-def _groups(members: dict[int, list[PciAddress]], vfio_dir: set[str]) -> dict[int, IommuGroup]:
-    return {
-        number: IommuGroup(number, tuple(sorted(addresses)), str(number) in vfio_dir)
-        for number, addresses in members.items()
-    }
+def _groups(
+    members: dict[int, list[PciAddress]],
+    vfio_dir: set[str],
+    previous: Mapping[int, IommuGroup],
+) -> dict[int, IommuGroup]:
+    groups = {}
+    for number, addresses in members.items():
+        group = IommuGroup(number, tuple(sorted(addresses)), str(number) in vfio_dir)
+        before = previous.get(number)
+        groups[number] = before if before is not None and before == group else group
+    return groups
 
 
 def _scan_mdevs(fs: HostFS, devices: dict[PciAddress, PciDevice]) -> list[Mdev]:
