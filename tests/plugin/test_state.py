@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from hostdev.config import DEFAULT_CONFIG
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
+from hostdev.kubelet import state
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
 from hostdev.kubelet.plugin import list_response
 from hostdev.kubelet.state import AllocationError, DeviceTable
@@ -124,6 +126,24 @@ def test_an_unchanged_resource_keeps_its_objects(host: Host, tmp_path: Path) -> 
     assert (
         table.snapshot(T4) is not before[T4] and table.snapshot(T4).resource is before[T4].resource
     )
+
+
+def test_selection_is_worked_out_once_per_snapshot_and_config(
+    host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    calls: list[Host] = []
+    real_select = state.select
+    monkeypatch.setattr(state, "select", lambda h, c: calls.append(h) or real_select(h, c))
+    served = table.selection(host)  # worked out when the table was built
+    assert calls == [] and [r.name for r in served] == list(table.resource_names())
+    table.update_host(host)  # the same snapshot (an unchanged rescan): nothing selected again
+    assert calls == []
+    rescanned = scan_host(build_example("gpu-node", tmp_path / "again").fs)
+    assert table.selection(rescanned) == served and calls == [rescanned]
+    assert all(a is b for a, b in zip(table.selection(rescanned), served, strict=True))
+    table.update_config(dataclasses.replace(DEFAULT_CONFIG))  # a new config: selected again
+    assert calls == [rescanned, host]
 
 
 @pytest.mark.parametrize("unhealthy", [(), ("0000:65:00.0",)], ids=["healthy", "one-unhealthy"])

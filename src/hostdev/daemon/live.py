@@ -35,7 +35,7 @@ from hostdev.host.model import Host
 from hostdev.host.signals import read_aer_fatal, vfio_group_nodes
 from hostdev.host.uevent import Uevent
 from hostdev.kubelet.state import ResourceChanges
-from hostdev.selection import ServedDevice, select
+from hostdev.selection import ServedDevice
 
 log = logging.getLogger(__name__)
 # Events that tell, without a rescan, that a served device can no longer be used.
@@ -224,7 +224,7 @@ class LiveNode(Node):
         for name in self.table.resource_names():
             snapshot = self.table.snapshot(name)
             ids.update(snapshot.by_id if snapshot else ())
-        ids.update(d.id for r in select(host, self.config) for d in r.devices)
+        ids.update(d.id for r in self.table.selection(host) for d in r.devices)
         return ids
 
     def _read_host(self, held: frozenset[str]) -> tuple[Host, frozenset[int]]:

@@ -140,6 +140,7 @@ class DeviceTable:
         self._intrinsic: dict[str, str] = {}  # per host snapshot: ID → why it is unusable
         self._inputs: tuple[int, int] = (0, 0)  # (selection generation, health version)
         self._last_inputs: tuple[tuple[int, int], dict[str, str]] | None = None
+        self._selection: tuple[Host, Config, tuple[Resource, ...]] | None = None
         self._reselect()
 
     # --- reading -------------------------------------------------------------------------
@@ -189,6 +190,19 @@ class DeviceTable:
         self._in_use = frozenset(ids)
         self._publish_all()
 
+    def selection(self, host: Host) -> tuple[Resource, ...]:
+        """What the config selects on this snapshot, worked out once per snapshot and config
+        (a rescan of an unchanged host hands back the served snapshot itself); resources
+        equal to the served ones are the served objects."""
+        cached = self._selection
+        if cached is not None and cached[0] is host and cached[1] is self.config:
+            return cached[2]
+        selected = tuple(
+            _same_or_new(self._resources.get(r.name), r) for r in select(host, self.config)
+        )
+        self._selection = (host, self.config, selected)
+        return selected
+
     @property
     def in_use(self) -> frozenset[str]:
         """The IDs last reported in use."""
@@ -235,7 +249,7 @@ class DeviceTable:
     # --- internals -----------------------------------------------------------------------
     def _reselect(self) -> ResourceChanges:
         before = set(self._resources)
-        selected = select(self.host, self.config)
+        selected: Sequence[Resource] = self.selection(self.host)
         if self.keep_vanished:
             selected = retain_vanished(self._resources, selected, self._health)
         # An unchanged resource keeps its object: snapshots and the accounting's inventory
