@@ -156,10 +156,14 @@ def _add_function(raw: RawFunction, acc: _Accumulator) -> None:
     except _Skip as why:
         acc.skipped.append(SkippedDevice(raw.name, str(why)))
         return
-    before = acc.previous.get(address)
-    if before is not None and before == device:
-        device = before  # the new one is freed now, not after the old snapshot
+    if acc.previous:  # a rescan: an unchanged device is the previous object
+        device = _previous_if_equal(device, acc.previous)
     acc.devices[device.address] = device
+
+
+def _previous_if_equal(device: PciDevice, previous: Mapping[PciAddress, PciDevice]) -> PciDevice:
+    before = previous.get(device.address)
+    return before if before is not None and before == device else device
 
 
 def _group_number(name: str | None) -> int | None:
@@ -334,11 +338,13 @@ def _groups(
     vfio_dir: set[str],
     previous: Mapping[int, IommuGroup],
 ) -> dict[int, IommuGroup]:
-    groups = {}
-    for number, addresses in members.items():
-        group = IommuGroup(number, tuple(sorted(addresses)), str(number) in vfio_dir)
-        before = previous.get(number)
-        groups[number] = before if before is not None and before == group else group
+    groups = {
+        number: IommuGroup(number, tuple(sorted(addresses)), str(number) in vfio_dir)
+        for number, addresses in members.items()
+    }
+    if previous:  # a rescan: an unchanged group is the previous object
+        unchanged = [number for number, group in groups.items() if previous.get(number) == group]
+        groups.update((number, previous[number]) for number in unchanged)
     return groups
 
 
