@@ -76,7 +76,9 @@ def scan_host(fs: HostFS, previous: Host | None = None) -> Host:
     devices and groups are the previous snapshot's objects, an unchanged host the previous
     snapshot."""
     fs.check()
-    acc = _Accumulator(sys_root=str(fs.sys_root), previous=previous.devices if previous else {})
+    acc = _Accumulator(
+        sys_root=str(fs.sys_root), previous=previous.devices if previous is not None else {}
+    )
     pci_dir = fs.sys("bus", "pci", "devices")
     # in address order a PF comes before its VFs (a VF's routing ID is its PF's plus an
     # offset), so each VF's chunk finds its PF indexed
@@ -88,7 +90,8 @@ def scan_host(fs: HostFS, previous: Host | None = None) -> Host:
             for start in range(0, len(names), _CHUNK):
                 _scan_chunk(names[start : start + _CHUNK], acc)
             vfio_dir = set(list_dir(fs.dev("vfio")))
-            groups = _groups(acc.group_members, vfio_dir, previous.groups if previous else {})
+            before = previous.groups if previous is not None else {}
+            groups = _groups(acc.group_members, vfio_dir, before)
     finally:
         if acc.bus_fd >= 0:
             os.close(acc.bus_fd)
