@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hostdev.host import rawread
 from hostdev.host.fs import read_many
 from hostdev.host.model import PciAddress
 from hostdev.host.rawread import device_path
@@ -91,3 +92,64 @@ def test_scan_leaves_the_cyclic_collector_as_it_found_it(sink: FakeHost, enabled
         assert gc.isenabled() == enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+PF, VF = "0000:04:00.1", "0000:04:10.3"  # the kitchen sink's 82576 port and its VF 1
+
+
+def _unbound(host: FakeHost) -> None:
+    host.unbind(VF)
+
+
+def _no_vfio_dev(host: FakeHost) -> None:  # a kernel without vfio cdevs (before 6.6)
+    shutil.rmtree(host.device_dir(VF) / "vfio-dev")
+
+
+def _on_igbvf(host: FakeHost) -> None:
+    host.unbind(VF)
+    host.bind(VF, "igbvf")
+    host.add_netdev(VF, "enp4s16f3")
+
+
+def _pf_without_link(host: FakeHost) -> None:  # the PF does not name it: no known VF
+    (host.device_dir(PF) / "virtfn1").unlink()
+
+
+@pytest.mark.parametrize(
+    ("change", "listed", "driver", "cdev", "netdevs", "vf_index"),
+    [
+        (None, False, "vfio-pci", True, (), 1),
+        (_unbound, False, None, False, (), 1),
+        (_no_vfio_dev, False, "vfio-pci", False, (), 1),
+        (_on_igbvf, True, "igbvf", False, ("enp4s16f3",), 1),
+        (_pf_without_link, True, "vfio-pci", True, (), None),
+    ],
+    ids=["vfio-pci", "unbound", "vfio-pci-no-cdev", "netdev-driver", "pf-does-not-name-it"],
+)
+def test_a_vf_its_pf_listed_on_vfio_pci_or_unbound_is_read_without_a_listing(  # type: ignore[no-untyped-def]
+    sink: FakeHost, monkeypatch: pytest.MonkeyPatch, change, listed, driver, cdev, netdevs, vf_index
+) -> None:
+    if change is not None:
+        change(sink)
+    listings: list[str] = []
+    real_listdir = os.listdir
+
+    def recording_listdir(path):  # type: ignore[no-untyped-def]
+        listings.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", recording_listdir)
+    vf = scan_host(sink.fs).devices[A(VF)]
+    assert any(path.endswith(f"/{VF}") for path in listings) == listed
+    assert (vf.driver, vf.vfio_cdev is not None, vf.netdevs) == (driver, cdev, netdevs)
+    assert (vf.physfn, vf.vf_index) == (A(PF), vf_index)
+
+
+@pytest.mark.parametrize("example", ["kitchen-sink", "sriov-node"], ids=str)
+def test_listing_every_function_builds_the_same_host(
+    example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = build_example(example, tmp_path)
+    quick = scan_host(host.fs)
+    monkeypatch.setattr(rawread, "_PLAIN_VF_UEVENTS", ())  # every function listed
+    assert scan_host(host.fs) == quick

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from .guest import NVME_PF, SYS_PCI, hostdev, require, sysfs_groups, unbind_raw
+from .guest import (
+    NVME_PF,
+    SYS_PCI,
+    bind_raw,
+    driver_of,
+    hostdev,
+    hostdev_json,
+    require,
+    sysfs_groups,
+    unbind_raw,
+)
 
 pytestmark = pytest.mark.guest
 
@@ -39,3 +49,27 @@ def test_sriov_set_on_a_pf_without_driver_says_so() -> None:
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "no driver" in result.stderr.lower() + result.stdout.lower()
     assert virtual_functions() == []
+
+
+def test_list_describes_vfs_on_vfio_pci_unbound_and_as_created_as_sysfs_does() -> None:
+    """VFs its PF names on vfio-pci or unbound are read without a directory listing: the
+    kernel's own tree must still give the same driver, PF, index, group and cdev."""
+    require("sriov", "list")
+    assert hostdev("sriov", "set", NVME_PF, "3").returncode == 0
+    vfs = virtual_functions()
+    bind_raw(vfs[0], "vfio-pci")
+    unbind_raw(vfs[1])
+    listed = {d["address"]: d for d in hostdev_json("list")["devices"]}
+    groups = sysfs_groups()
+    for index, vf in enumerate(vfs):
+        cdevs = sorted(p.name for p in (SYS_PCI / "devices" / vf / "vfio-dev").glob("vfio*"))
+        expected = (driver_of(vf), NVME_PF, index, groups[vf], cdevs[0] if cdevs else None)
+        device = listed[vf]
+        assert (
+            device["driver"],
+            device["physfn"],
+            device["vf_index"],
+            device["iommu_group"],
+            device["vfio_cdev"],
+        ) == expected, vf
+    assert listed[vfs[0]]["driver"] == "vfio-pci" and listed[vfs[1]]["driver"] is None

@@ -3,11 +3,13 @@
 Reading all of a function's attributes in one tight run of system calls and parsing them in
 a later pass (hostdev.host.scan) keeps the interpreter's work out of the stretch between
 system calls, where each step pays for caches the kernel has just used (measured in
-docs/benchmarks.md). Per function, 26 system calls for a VF on vfio-pci: one readlink of the
-bus entry (its target is the PCIe path), one listing of the device directory by that path (so
-absent attributes are never probed), `uevent` (driver, IDs and class in one read), revision,
-numa_node and driver_override, the iommu_group and physfn links, and the vfio-dev listing.
-The rare parts (a PF's SR-IOV links, an mdev parent's types) are built here directly.
+docs/benchmarks.md). Every function: a readlink of the bus entry (its target is the PCIe
+path), a directory fd on that path, `uevent` (driver, IDs and class in one read), revision,
+numa_node, driver_override and the iommu_group link. A VF that its PF already listed and that
+is on vfio-pci or unbound (the thousands of VFs of a passthrough node) then needs only its
+vfio-dev listing: 21 system calls. Any other function's directory is listed (so absent
+attributes are never probed) and its optional entries read: physfn, vfio-dev, net, a PF's
+SR-IOV links, an mdev parent's types.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ _OPTIONAL_ENTRIES = frozenset(
 )
 # one-value files the parse falls back on when uevent is not in the kernel's format
 _FALLBACK_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
+# uevent starts with DRIVER= when a driver is bound, else with PCI_CLASS=
+_PLAIN_VF_UEVENTS = (b"DRIVER=vfio-pci\n", b"PCI_CLASS=")
 _ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 AddressOf = Callable[[str], PciAddress]
@@ -60,19 +64,52 @@ class RawFunction(NamedTuple):
 
 
 def read_function(
-    bus_fd: int, sys_root: str, name: str, address_of: AddressOf
+    bus_fd: int, sys_root: str, name: str, address_of: AddressOf, known_vfs: set[str]
 ) -> RawFunction | str:
-    """Everything one function's parse needs, or why it cannot be read (it vanished)."""
+    """Everything one function's parse needs, or why it cannot be read (it vanished).
+
+    known_vfs holds the names of the VFs that the PFs read so far link to; reading a PF adds
+    its VFs.
+    """
     bus_link = link_target(name, bus_fd)
     path = device_path(sys_root, name, bus_link)
-    listing = list_dir(path)
-    fd = open_dir(path) if listing else None
+    fd = open_dir(path)
     if fd is None:
         return "vanished during the scan"
     try:
-        return _read_attributes(name, bus_link, path, fd, listing, address_of)
+        common = read_many(_COMMON_FILES, fd)
+        uevent = common[0]
+        if uevent is not None and name in known_vfs and uevent.startswith(_PLAIN_VF_UEVENTS):
+            return _plain_vf(name, bus_link, path, fd, uevent, common)
+        listing = list_dir(path)
+        if not listing:
+            return "vanished during the scan"
+        return _read_attributes(name, bus_link, path, fd, listing, common, address_of, known_vfs)
     finally:
         os.close(fd)
+
+
+def _plain_vf(
+    name: str, bus_link: str | None, path: str, fd: int, uevent: bytes, common: list[bytes | None]
+) -> RawFunction:
+    """A VF its PF listed, on vfio-pci or unbound: no listing needed, since neither driver
+    gives it a netdev or mdev types, and a VF has no physfn but its PF's and no SR-IOV."""
+    _, revision, numa_node, driver_override = common
+    return RawFunction(
+        name,
+        bus_link,
+        link_name("iommu_group", fd),
+        uevent,
+        None,
+        revision,
+        numa_node,
+        driver_override,
+        None,
+        list_dir(f"{path}/vfio-dev") if uevent.startswith(b"DRIVER=") else None,
+        None,
+        None,
+        (),
+    )
 
 
 def device_path(sys_root: str, name: str, bus_link: str | None) -> str:
@@ -88,10 +125,17 @@ def device_path(sys_root: str, name: str, bus_link: str | None) -> str:
 
 
 def _read_attributes(
-    name: str, bus_link: str | None, path: str, fd: int, listing: list[str], address_of: AddressOf
+    name: str,
+    bus_link: str | None,
+    path: str,
+    fd: int,
+    listing: list[str],
+    common: list[bytes | None],
+    address_of: AddressOf,
+    known_vfs: set[str],
 ) -> RawFunction:
     entries = _OPTIONAL_ENTRIES.intersection(listing)  # no set of all forty names
-    uevent, revision, numa_node, driver_override = read_many(_COMMON_FILES, fd)
+    uevent, revision, numa_node, driver_override = common
     return RawFunction(
         name,
         bus_link,
@@ -107,7 +151,7 @@ def _read_attributes(
         link_name("physfn", fd) if "physfn" in entries else None,
         list_dir(f"{path}/vfio-dev") if "vfio-dev" in entries else None,
         list_dir(f"{path}/net") if "net" in entries else None,
-        _sriov(fd, listing, address_of) if "sriov_totalvfs" in entries else None,
+        _sriov(fd, listing, address_of, known_vfs) if "sriov_totalvfs" in entries else None,
         _mdev_types(fd) if "mdev_supported_types" in entries else (),
     )
 
@@ -130,13 +174,14 @@ def _int_or(text: str | None, default: int) -> int:
         return default
 
 
-def _sriov(fd: int, listing: list[str], address_of: AddressOf) -> Sriov:
+def _sriov(fd: int, listing: list[str], address_of: AddressOf, known_vfs: set[str]) -> Sriov:
     vfs = []
     for name in listing:
         if name.startswith("virtfn") and name[6:].isdigit():
             vf = link_name(name, fd)
             if vf is not None and is_address(vf):
                 vfs.append((int(name[6:]), address_of(vf)))
+                known_vfs.add(vf)
     autoprobe = read_text("sriov_drivers_autoprobe", fd)
     return Sriov(
         total_vfs=_int_or(read_text("sriov_totalvfs", fd), 0),

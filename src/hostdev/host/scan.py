@@ -62,6 +62,7 @@ class _Accumulator:
     revisions: dict[bytes | None, str] = field(default_factory=dict)
     vf_positions: dict[PciAddress, tuple[PciAddress, int]] = field(default_factory=dict)
     previous: Mapping[PciAddress, PciDevice] = field(default_factory=dict)
+    known_vfs: set[str] = field(default_factory=set)
 
     def address(self, name: str) -> PciAddress:
         """The PciAddress of a kernel-written name, parsed once per scan."""
@@ -135,7 +136,9 @@ def _read_bus(names: list[str], acc: _Accumulator) -> list[RawFunction]:
     records = []
     for name in names:
         raw = (
-            read_function(acc.bus_fd, acc.sys_root, name, acc.address) if is_address(name) else None
+            read_function(acc.bus_fd, acc.sys_root, name, acc.address, acc.known_vfs)
+            if is_address(name)
+            else None
         )
         if isinstance(raw, RawFunction):
             records.append(raw)
