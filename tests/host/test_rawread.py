@@ -101,7 +101,7 @@ def _unbound(host: FakeHost) -> None:
     host.unbind(VF)
 
 
-def _no_vfio_dev(host: FakeHost) -> None:  # a kernel without vfio cdevs (before 6.6)
+def _no_vfio_dev(host: FakeHost) -> None:  # a kernel before 6.1 gives no vfio-dev directory
     shutil.rmtree(host.device_dir(VF) / "vfio-dev")
 
 
