@@ -38,6 +38,7 @@ _OPTIONAL_ENTRIES = frozenset(
 )
 # one-value files the parse falls back on when uevent is not in the kernel's format
 _FALLBACK_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
+_VFIO_DEV = frozenset(("vfio-dev",))
 # uevent starts with DRIVER= when a driver is bound, else with PCI_CLASS=
 _PLAIN_VF_UEVENTS = (b"DRIVER=vfio-pci\n", b"PCI_CLASS=")
 _ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
@@ -78,38 +79,32 @@ def read_function(
         return "vanished during the scan"
     try:
         common = read_many(_COMMON_FILES, fd)
-        uevent = common[0]
-        if uevent is not None and name in known_vfs and uevent.startswith(_PLAIN_VF_UEVENTS):
-            return _plain_vf(name, bus_link, path, fd, uevent, common)
-        listing = list_dir(path)
-        if not listing:
+        present = _present_entries(name, path, common[0], known_vfs)
+        if present is None:
             return "vanished during the scan"
-        return _read_attributes(name, bus_link, path, fd, listing, common, address_of, known_vfs)
+        listing, entries = present
+        return _read_attributes(
+            name, bus_link, path, fd, common, listing, entries, address_of, known_vfs
+        )
     finally:
         os.close(fd)
 
 
-def _plain_vf(
-    name: str, bus_link: str | None, path: str, fd: int, uevent: bytes, common: list[bytes | None]
-) -> RawFunction:
-    """A VF its PF listed, on vfio-pci or unbound: no listing needed, since neither driver
-    gives it a netdev or mdev types, and a VF has no physfn but its PF's and no SR-IOV."""
-    _, revision, numa_node, driver_override = common
-    return RawFunction(
-        name,
-        bus_link,
-        link_name("iommu_group", fd),
-        uevent,
-        None,
-        revision,
-        numa_node,
-        driver_override,
-        None,
-        list_dir(f"{path}/vfio-dev") if uevent.startswith(b"DRIVER=") else None,
-        None,
-        None,
-        (),
-    )
+def _present_entries(
+    name: str, path: str, uevent: bytes | None, known_vfs: set[str]
+) -> tuple[list[str], frozenset[str]] | None:
+    """The directory's listing and which optional entries it has; None when it is gone.
+
+    A VF its PF listed, on vfio-pci or unbound, is not listed: neither driver gives it a
+    netdev or mdev types, and a VF has no SR-IOV entries and no physfn but its PF's, so only
+    vfio-dev can be there, and only with the driver bound.
+    """
+    if uevent is not None and name in known_vfs and uevent.startswith(_PLAIN_VF_UEVENTS):
+        return [], _VFIO_DEV if uevent.startswith(b"DRIVER=") else frozenset()
+    listing = list_dir(path)
+    if not listing:
+        return None
+    return listing, _OPTIONAL_ENTRIES.intersection(listing)  # no set of all forty names
 
 
 def device_path(sys_root: str, name: str, bus_link: str | None) -> str:
@@ -129,12 +124,12 @@ def _read_attributes(
     bus_link: str | None,
     path: str,
     fd: int,
-    listing: list[str],
     common: list[bytes | None],
+    listing: list[str],
+    entries: frozenset[str],
     address_of: AddressOf,
     known_vfs: set[str],
 ) -> RawFunction:
-    entries = _OPTIONAL_ENTRIES.intersection(listing)  # no set of all forty names
     uevent, revision, numa_node, driver_override = common
     return RawFunction(
         name,
