@@ -312,16 +312,22 @@ def index_holdings(
     """Lock key → who takes it, for every held device we serve (others are ignored)."""
     index: dict[tuple[str, str], list[Entry]] = {}
     for device_id, holder in holdings.items():
-        for lock in inventory.locks.get(device_id, ()):
-            add_entry(index, lock, (holder, lock.mode, device_id))
+        index_device(inventory, index, device_id, holder)
     return index
 
 
-def add_entry(index: dict[tuple[str, str], list[Entry]], lock: Lock, entry: Entry) -> None:
-    """File one taker of a lock key, in a fixed order: exclusive takers first, so a check for
-    a shared lock stops at the first shared entry instead of walking every VF held on a PF;
-    then by device ID, so a conflict names the same device however the index was built."""
-    insort(index.setdefault(lock.key, []), entry, key=_entry_order)
+def index_device(
+    inventory: Inventory,
+    index: dict[tuple[str, str], list[Entry]],
+    device_id: str,
+    holder: Holder,
+) -> None:
+    """File a held device under each of its lock keys, in a fixed order: exclusive takers
+    first, so a check for a shared lock stops at the first shared entry instead of walking
+    every VF held on a PF; then by device ID, so a conflict names the same device however the
+    index was built. A device we do not serve takes no keys."""
+    for lock in inventory.locks.get(device_id, ()):
+        insort(index.setdefault(lock.key, []), (holder, lock.mode, device_id), key=_entry_order)
 
 
 def _entry_order(entry: Entry) -> tuple[bool, str]:
@@ -345,8 +351,7 @@ def reindex(
     for device_id in device_ids:
         holder = holdings.get(device_id)
         if holder is not None:
-            for lock in inventory.locks.get(device_id, ()):
-                add_entry(index, lock, (holder, lock.mode, device_id))
+            index_device(inventory, index, device_id, holder)
 
 
 def compute_availability(
@@ -393,7 +398,7 @@ def first_conflict(inventory: Inventory, index: LockIndex, device_id: str) -> st
     for lock in inventory.locks[device_id]:
         for holder, mode, other in index.get(lock.key, ()):
             if mode is Mode.SHARED and lock.mode is Mode.SHARED:
-                break  # exclusive takers come first (add_entry): the rest are shared too
+                break  # exclusive takers come first (index_device): the rest are shared too
             if other != device_id:
                 return describe_conflict(inventory, lock, other, holder)
     return ""

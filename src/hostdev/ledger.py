@@ -23,11 +23,11 @@ from hostdev.allocation import (
     Holder,
     Inventory,
     State,
-    add_entry,
     check_allocation,
     compute_availability,
     device_status,
     find_violations,
+    index_device,
     index_holdings,
     reindex,
 )
@@ -127,8 +127,7 @@ class AllocationLedger:
         granted: set[str] = set()
         for holder, ids in zip(holders, containers, strict=True):
             for device_id in ids:
-                for lock in self._inventory.locks[device_id]:
-                    add_entry(self._index, lock, (holder, lock.mode, device_id))
+                index_device(self._inventory, self._index, device_id, holder)
                 granted.add(device_id)
         if self._cached is not None:
             self._cached = self._restated(granted, self._cached.violations)
