@@ -277,7 +277,7 @@ def _free_port() -> int:
 
 
 async def _scrape(port: int) -> None:
-    """One Prometheus scrape of /metrics (the first loads prometheus_client)."""
+    """One Prometheus scrape of /metrics, as the RSS after a scrape needs."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
     reply = await reader.read()
