@@ -18,10 +18,7 @@ from pathlib import Path
 
 from hostdev.host.fs import HostFS
 from hostdev.host.model import VFIO_PCI, PciAddress
-
-_DRIVER_FILES = ("bind", "unbind", "new_id", "remove_id", "uevent")
-_ROUTE_HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT"
-_SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority"
+from hostdev.testing.fakenode import NodeTree
 
 
 @dataclass
@@ -34,7 +31,7 @@ class _Func:
 
 
 @dataclass
-class FakeHost:
+class FakeHost(NodeTree):
     """A fake host rooted at `root` (root/sys, root/dev, root/proc)."""
 
     root: Path
@@ -73,18 +70,6 @@ class FakeHost:
         return HostFS.under(self.root)
 
     # -- low-level helpers -------------------------------------------------------------
-    def _put(self, rel: str, text: str) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n" if text else "")
-
-    def _link(self, rel: str, target: str) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink() or path.exists():
-            path.unlink()
-        path.symlink_to(target)
-
     @staticmethod
     def _up(rel_dir: str) -> str:
         """The ../ prefix that climbs from a directory under sys/ back to sys/."""
@@ -99,73 +84,6 @@ class FakeHost:
     def device_dir(self, address: str) -> Path:
         """The real directory of a function (sys/devices/...)."""
         return self.root / "sys" / self._func(address).path
-
-    # -- host-wide facts ---------------------------------------------------------------
-    def set_cmdline(self, text: str) -> FakeHost:
-        """Write /proc/cmdline."""
-        self._put("proc/cmdline", text)
-        return self
-
-    def set_cpu_vendor(self, vendor_id: str) -> FakeHost:
-        """Write a minimal /proc/cpuinfo (GenuineIntel or AuthenticAMD)."""
-        self._put(
-            "proc/cpuinfo", f"processor\t: 0\nvendor_id\t: {vendor_id}\nmodel name\t: Example CPU\n"
-        )
-        return self
-
-    def add_iommu(self, vendor: str = "intel", *, intremap: bool = True) -> FakeHost:
-        """Create /sys/class/iommu/dmar0 (Intel, ecap bit 3 = interrupt remapping) or ivhd0."""
-        name = "dmar0" if vendor == "intel" else "ivhd0"
-        self._link(f"sys/class/iommu/{name}", f"../../devices/virtual/iommu/{name}")
-        if vendor == "intel":
-            ecap = "f00f4a" if intremap else "f00f42"
-            self._put(f"sys/devices/virtual/iommu/{name}/intel-iommu/ecap", ecap)
-            self._put(f"sys/devices/virtual/iommu/{name}/intel-iommu/cap", "d2008c22260286")
-            self._put(f"sys/devices/virtual/iommu/{name}/intel-iommu/version", "1:0")
-        else:
-            self._put(f"sys/devices/virtual/iommu/{name}/amd-iommu/features", "25bf732fa2295afe")
-        return self
-
-    def load_module(self, name: str, **params: str) -> FakeHost:
-        """Create /sys/module/<name> with parameters; vfio creates /dev/vfio/vfio."""
-        (self.root / "sys/module" / name).mkdir(parents=True, exist_ok=True)
-        for key, value in params.items():
-            self._put(f"sys/module/{name}/parameters/{key}", value)
-        if name == "vfio":
-            self._put("dev/vfio/vfio", "")
-        return self
-
-    def load_vfio(self, **vfio_pci_params: str) -> FakeHost:
-        """Load vfio, vfio_iommu_type1 and vfio_pci the way `modprobe vfio-pci` does."""
-        self.load_module("vfio", enable_unsafe_noiommu_mode="N")
-        self.load_module(
-            "vfio_iommu_type1",
-            allow_unsafe_interrupts="N",
-            disable_hugepages="N",
-            dma_entry_limit="65535",
-        )
-        params = {
-            "disable_denylist": "N",
-            "disable_idle_d3": "N",
-            "disable_vga": "N",
-            "enable_sriov": "N",
-            "nointxmask": "N",
-            **vfio_pci_params,
-        }
-        self.load_module("vfio_pci", **params)
-        self.add_driver(VFIO_PCI, module="vfio_pci")
-        return self
-
-    def add_driver(self, name: str, module: str | None = None) -> FakeHost:
-        """Create /sys/bus/pci/drivers/<name> with bind/unbind/new_id/remove_id."""
-        base = f"sys/bus/pci/drivers/{name}"
-        for f in _DRIVER_FILES:
-            if not (self.root / base / f).exists():
-                self._put(f"{base}/{f}", "")
-        mod = module or name.replace("-", "_")
-        (self.root / "sys/module" / mod).mkdir(parents=True, exist_ok=True)
-        self._link(f"{base}/module", f"../../../../module/{mod}")
-        return self
 
     # -- devices -----------------------------------------------------------------------
     def add_device(
@@ -271,37 +189,6 @@ class FakeHost:
         self._put(f"sys/{self._func(address).path}/aer_dev_fatal", "\n".join(lines))
         return self
 
-    def set_operstate(self, ifname: str, operstate: str) -> FakeHost:
-        """Set an interface's operstate ("up", "down", "unknown")."""
-        target = os.readlink(self.root / "sys/class/net" / ifname)
-        self._put(os.path.normpath(f"sys/class/net/{target}") + "/operstate", operstate)
-        return self
-
-    def add_route(
-        self,
-        ifname: str,
-        destination: str = "00000000",
-        gateway: str = "0100A8C0",
-        mask: str = "00000000",
-    ) -> FakeHost:
-        """Append an IPv4 route to /proc/net/route (hex fields, little-endian, as the kernel)."""
-        self._append(
-            "proc/net/route",
-            _ROUTE_HEADER,
-            f"{ifname}\t{destination}\t{gateway}\t0003\t0\t0\t100\t{mask}\t0\t0\t0",
-        )
-        return self
-
-    def add_inet6(
-        self, ifname: str, address: str = "20010db8000000000000000000000001", *, scope: str = "00"
-    ) -> FakeHost:
-        """Append an IPv6 address to /proc/net/if_inet6 (hex address, index, plen, scope, name).
-
-        Scope "00" is global, "20" link-local (every interface that is up has one).
-        """
-        self._append("proc/net/if_inet6", None, f"{address} 02 40 {scope} 80 {ifname:>8}")
-        return self
-
     def add_block(
         self,
         address: str,
@@ -325,43 +212,10 @@ class FakeHost:
         self._link(f"sys/class/block/{name}", "../../" + base.removeprefix("sys/"))
         return self
 
-    def add_mount(
-        self, source: str, target: str, fstype: str = "ext4", *, pid: str = "self"
-    ) -> FakeHost:
-        """Append a line to /proc/<pid>/mounts ("self": ours; "1": init's, the host's)."""
-        self._append(f"proc/{pid}/mounts", None, f"{source} {target} {fstype} rw,relatime 0 0")
-        return self
-
-    def add_swap(self, source: str) -> FakeHost:
-        """Append an active swap area to /proc/swaps."""
-        self._append("proc/swaps", _SWAPS_HEADER, f"{source}\tpartition\t8388604\t0\t-2")
-        return self
-
     def set_boot_vga(self, address: str, value: int = 1) -> FakeHost:
         """Write boot_vga (the firmware's console device has 1)."""
         self._put(f"sys/{self._func(address).path}/boot_vga", str(value))
         return self
-
-    def add_framebuffer(self, name: str = "fb0", driver_name: str = "EFI VGA") -> FakeHost:
-        """Create /sys/class/graphics/<name> (an active framebuffer)."""
-        self._put(f"sys/devices/virtual/graphics/{name}/name", driver_name)
-        self._link(f"sys/class/graphics/{name}", f"../../devices/virtual/graphics/{name}")
-        return self
-
-    def add_vtconsole(
-        self, name: str = "vtcon1", *, bind: int = 1, description: str = "(M) frame buffer device"
-    ) -> FakeHost:
-        """Create /sys/class/vtconsole/<name> with bind and name files."""
-        self._put(f"sys/devices/virtual/vtconsole/{name}/bind", str(bind))
-        self._put(f"sys/devices/virtual/vtconsole/{name}/name", description)
-        self._link(f"sys/class/vtconsole/{name}", f"../../devices/virtual/vtconsole/{name}")
-        return self
-
-    def _append(self, rel: str, header: str | None, line: str) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = path.read_text() if path.exists() else (header + "\n" if header else "")
-        path.write_text(text + line + "\n")
 
     def add_bridge(
         self,
