@@ -3,12 +3,14 @@ is 45 MiB), and takes paths relative to its working directory."""
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from hostdev.cli.serve import SERVE_MALLOC_ARENAS
 from hostdev.testing.examples import build_example
 
 # Never loaded by `hostdev serve` without a config: the config schema, what only bind onStart,
@@ -44,11 +46,14 @@ def parser_then_patch(command):
     return parser
 
 real_parser, main.build_parser = main.build_parser, parser_then_patch
-host, plugins, pod_resources = sys.argv[1:]
+host, plugins, pod_resources = sys.argv[1:4]
 code = main.main(["serve", "--host-root", host, "--plugin-dir", plugins,
                   "--pod-resources-socket", pod_resources, "--no-uevents"])
 print(code, "hostdev.daemon.live" in sys.modules)
 print(*[name for name in {NEVER_LOADED!r} if name in sys.modules])
+if "glibc" in sys.argv[4:]:
+    import ctypes
+    ctypes.CDLL(None).malloc_stats()  # an "Arena N:" block per arena, on stderr
 """
 
 
@@ -59,6 +64,18 @@ def test_serve_without_config_loads_only_what_it_needs(tmp_path: Path, sockdir: 
         [sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, check=False
     )
     assert run.stdout.splitlines() == ["0 True", ""], run.stderr[-2000:]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's arenas")
+def test_serve_caps_the_malloc_arenas(tmp_path: Path, sockdir: Path) -> None:
+    """gRPC's threads all share SERVE_MALLOC_ARENAS arenas (hostdev.daemon.heap)."""
+    build_example("gpu-node", tmp_path / "host")
+    argv = [str(tmp_path / "host"), str(sockdir / "dp"), str(sockdir / "pr.sock"), "glibc"]
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, check=False
+    )
+    assert run.stdout.startswith("0 True"), run.stderr[-2000:]
+    assert 1 <= run.stderr.count("Arena ") <= SERVE_MALLOC_ARENAS
 
 
 def test_serve_with_a_relative_plugin_dir(tmp_path: Path, sockdir: Path) -> None:

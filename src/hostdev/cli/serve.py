@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SERVE_MALLOC_ARENAS = 2  # hostdev.daemon.heap: a lower peak with threads coming and going
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the serve command."""
@@ -83,8 +85,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, then serve until a signal arrives."""
+    from hostdev.daemon.heap import cap_malloc_arenas
     from hostdev.daemon.live import LiveNode
 
+    cap_malloc_arenas(SERVE_MALLOC_ARENAS)  # before gRPC starts its threads
     config = config_from_args(args)
     live = live_options(args)
     setup_logging(args)

@@ -1,4 +1,4 @@
-"""Giving the C heap's free pages back to the kernel after a scan (glibc's malloc_trim).
+"""The daemon's C heap: free pages given back after a scan, and few malloc arenas.
 
 A scan's short-lived objects come and go in a burst. glibc keeps what they freed in its
 arenas (the scan runs in a worker thread, which has an arena of its own), so the daemon's
@@ -6,6 +6,11 @@ resident size would keep the burst's high-water mark until the next burst reused
 malloc_trim(0) returns every whole free page of every arena: 1.5–2.6 MiB of a daemon serving
 4,096 devices, in a fraction of a millisecond (docs/benchmarks.md). C libraries without the
 call (musl) are left alone.
+
+glibc also gives each new thread an arena of its own, up to eight per CPU. gRPC's threads come
+and go around each kubelet restart, and a burst in a fresh arena (the full ListAndWatch list of
+4,096 devices) left up to 2 MiB of high-water mark; with two arenas shared by every thread
+the daemon's peak stayed 44.3–44.8 MiB where it reached 46.5 MiB (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,19 +19,28 @@ import ctypes
 import functools
 from collections.abc import Callable
 
+_M_ARENA_MAX = -8  # glibc's mallopt parameter for the most arenas
+
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Callable[..., int] | None:
     try:
-        return ctypes.CDLL(None).malloc_trim
+        function: Callable[..., int] = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
+    return function
 
 
 def release_free_heap() -> bool:
     """Return the C heap's whole free pages to the kernel; False where libc cannot."""
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is None:
         return False
     trim(0)
     return True
+
+
+def cap_malloc_arenas(count: int) -> bool:
+    """Let at most count malloc arenas serve all threads; False where libc cannot."""
+    mallopt = _libc_function("mallopt")
+    return mallopt is not None and mallopt(_M_ARENA_MAX, count) == 1
