@@ -13,7 +13,7 @@ from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
 from hostdev.kubelet import state
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
-from hostdev.kubelet.plugin import list_response
+from hostdev.kubelet.plugin import DevicePluginService, list_response
 from hostdev.kubelet.state import AllocationError, DeviceTable
 from hostdev.selection import Resource
 from hostdev.testing.examples import build_example
@@ -170,3 +170,18 @@ def test_list_response_lists_every_device_with_health_and_numa(
         )
         assert list_response(snapshot) == expected
     assert any(h.device.numa_node for h in table.snapshot(T4).views)  # NUMA is exercised
+
+
+def test_the_listing_is_serialized_once_per_snapshot(host: Host) -> None:
+    table = DeviceTable(DEFAULT_CONFIG, host)
+    service = DevicePluginService(table, T4)
+    first = table.snapshot(T4)
+    assert first is not None
+    listing = service.listing(first)
+    assert pb.ListAndWatchResponse.FromString(listing) == list_response(first)
+    assert service.listing(first) is listing  # a new stream on the same snapshot (restart)
+    table.set_health(first.views[0].device.id, "removed from the bus")
+    changed = table.snapshot(T4)
+    assert changed is not None and changed is not first
+    relisted = pb.ListAndWatchResponse.FromString(service.listing(changed))
+    assert relisted == list_response(changed) and relisted.devices[0].health == "Unhealthy"
