@@ -8,9 +8,10 @@ malloc_trim(0) returns every whole free page of every arena: 1.5–2.6 MiB of a 
 call (musl) are left alone.
 
 glibc also gives each new thread an arena of its own, up to eight per CPU. gRPC's threads come
-and go around each kubelet restart, and a burst in a fresh arena (the full ListAndWatch list of
-4,096 devices) left up to 2 MiB of high-water mark; with two arenas shared by every thread
-the daemon's peak stayed 44.3–44.8 MiB where it reached 46.5 MiB (docs/benchmarks.md).
+and go around each kubelet restart, and a burst in a fresh arena left up to 2 MiB of
+high-water mark: with every thread sharing two arenas, the peak of a daemon serving 4,096
+devices was 44.0–45.2 MiB over eleven runs, against 44.5–46.5 MiB over ten
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
