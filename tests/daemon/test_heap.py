@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -44,11 +45,13 @@ def test_glibc_trims() -> None:
     ("cap", "arenas"), [(0, 6), (1, 1), (2, 2)], ids=["uncapped", "one", "two"]
 )
 def test_threads_share_the_capped_arenas(cap: int, arenas: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     run = subprocess.run(
         [sys.executable, "-c", ARENAS_SCRIPT, str(cap)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     assert run.stderr.count("Arena ") == arenas
 
