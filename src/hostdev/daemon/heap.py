@@ -10,7 +10,7 @@ call (musl) are left alone.
 glibc also gives each new thread an arena of its own, up to eight per CPU. gRPC's threads come
 and go around each kubelet restart, and a burst in a fresh arena left up to 2 MiB of
 high-water mark: with every thread sharing two arenas, the peak of a daemon serving 4,096
-devices was 44.0–45.2 MiB over eleven runs, against 44.5–46.5 MiB over ten
+devices was 44.3–45.2 MiB over eleven runs, against 44.5–46.5 MiB over ten
 (docs/benchmarks.md).
 """
 
