@@ -10,14 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from hostdev.allocation import (
-    Holder,
-    Inventory,
-    ServedDevice,
-    compute_availability,
-    make_inventory,
-)
+from hostdev.allocation import Holder, Inventory, ServedDevice, compute_availability
 from hostdev.host.model import PciAddress
+from hostdev.inventory import make_inventory
 from hostdev.ledger import AllocationLedger
 from hostdev.placement import PreferenceRequest, preferred_allocation
 

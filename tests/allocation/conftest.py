@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hostdev.allocation import Inventory, build_inventory
+from hostdev.allocation import Inventory
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
+from hostdev.inventory import build_inventory
 from hostdev.testing.examples import build_example
 
 GPU_GROUP_15 = "0000:17:00.0"

@@ -13,7 +13,6 @@ from hostdev.allocation import (
     Lock,
     Mode,
     State,
-    build_inventory,
     check_allocation,
     compute_availability,
     index_holdings,
@@ -21,6 +20,7 @@ from hostdev.allocation import (
     rivals,
 )
 from hostdev.host.model import Host
+from hostdev.inventory import build_inventory
 
 from .conftest import (
     AUDIO_GROUP_15,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hostdev.allocation import AllocationRefused, Holder, Inventory, State, make_inventory
+from hostdev.allocation import AllocationRefused, Holder, Inventory, State
+from hostdev.inventory import make_inventory
 from hostdev.ledger import AllocationLedger, describe_changes
 
 from .conftest import AUDIO_GROUP_15, GPU_GROUP_15, PF, T4_NUMA0, VFS

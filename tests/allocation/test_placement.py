@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hostdev.allocation import (
-    Holder,
-    Inventory,
-    ServedDevice,
-    compute_availability,
-    make_inventory,
-)
+from hostdev.allocation import Holder, Inventory, ServedDevice, compute_availability
 from hostdev.errors import BadInputError
+from hostdev.inventory import make_inventory
 from hostdev.placement import POLICIES, PreferenceRequest, preferred_allocation
 
 from .conftest import AUDIO_GROUP_15, GPU_GROUP_15, T4_NUMA0, T4_NUMA1, VFS

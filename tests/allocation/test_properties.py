@@ -15,15 +15,9 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostdev.allocation import (
-    AllocationRefused,
-    Holder,
-    Inventory,
-    State,
-    build_inventory,
-    compute_availability,
-)
+from hostdev.allocation import AllocationRefused, Holder, Inventory, State, compute_availability
 from hostdev.host.model import Host
+from hostdev.inventory import build_inventory
 from hostdev.ledger import AllocationLedger
 from hostdev.placement import POLICIES, PreferenceRequest, preferred_allocation
 

@@ -12,8 +12,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from hostdev.allocation import AllocationRefused, Inventory, build_inventory
+from hostdev.allocation import AllocationRefused, Inventory
 from hostdev.host.model import Host
+from hostdev.inventory import build_inventory
 from hostdev.kubelet.state import AllocationError
 from hostdev.ledger import DEFAULT_GRACE_S, AllocationLedger
 from hostdev.placement import DEFAULT_POLICY, PreferenceRequest, get_policy, preferred_allocation
