@@ -203,18 +203,3 @@ class AllocationLedger:
         for device_id in self._inventory.resource_ids(resource):
             found[statuses[device_id].state] += 1
         return found
-
-
-def describe_changes(before: Availability | None, after: Availability) -> list[str]:
-    """One log line per device whose state or reason changed."""
-    lines: list[str] = []
-    for device_id, status in sorted(after.statuses.items()):
-        old = before.statuses.get(device_id) if before else None
-        if old is not None and (old.state, old.reason) == (status.state, status.reason):
-            continue
-        if old is None and status.state is State.AVAILABLE:
-            continue
-        was = old.state.value if old else "new"
-        why = f": {status.reason}" if status.reason else ""
-        lines.append(f"{device_id}: {was} -> {status.state.value}{why}")
-    return lines

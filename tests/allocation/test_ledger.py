@@ -6,7 +6,7 @@ import pytest
 
 from hostdev.allocation import AllocationRefused, Holder, Inventory, State
 from hostdev.inventory import make_inventory
-from hostdev.ledger import AllocationLedger, describe_changes
+from hostdev.ledger import AllocationLedger
 
 from .conftest import AUDIO_GROUP_15, GPU_GROUP_15, PF, T4_NUMA0, VFS
 
@@ -108,16 +108,19 @@ def test_counts_and_inventory_replacement(shared: Inventory) -> None:
     assert AUDIO_GROUP_15 not in ledger.availability().statuses
 
 
-def test_describe_changes(shared: Inventory) -> None:
+def test_allocate_changes_the_device_and_its_group_companion(shared: Inventory) -> None:
     ledger = reconciled(shared)
     before = ledger.availability()
     ledger.allocate(GPU, [[GPU_GROUP_15]], now=1.0)
-    assert describe_changes(before, ledger.availability()) == [
-        f"{GPU_GROUP_15}: available -> in-use",
-        f"{AUDIO_GROUP_15}: available -> blocked: group 15 held by {GPU_GROUP_15} "
-        "(allocation #1, pod not known yet)",
-    ]
-    assert describe_changes(None, before) == []
+    after = ledger.availability().statuses
+    changed = {i: (s.state, s.reason) for i, s in after.items() if before.statuses[i] != s}
+    assert changed == {
+        GPU_GROUP_15: (State.IN_USE, ""),
+        AUDIO_GROUP_15: (
+            State.BLOCKED,
+            f"group 15 held by {GPU_GROUP_15} (allocation #1, pod not known yet)",
+        ),
+    }
 
 
 def test_unchanged_reconcile_keeps_the_availability(shared: Inventory) -> None:
