@@ -52,7 +52,6 @@ def _libc() -> ctypes.CDLL:
     lib = ctypes.CDLL(None, use_errno=True)
     lib.inotify_init1.argtypes = [ctypes.c_int]
     lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-    lib.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
     return lib
 
 
@@ -77,11 +76,6 @@ class Inotify:
             raise OSError(code, f"inotify_add_watch {path}: {os.strerror(code)}", path)
         self._dirs[wd] = path
         return int(wd)
-
-    def remove_watch(self, wd: int) -> None:
-        """Stop watching (ignores a watch the kernel already dropped)."""
-        self._dirs.pop(wd, None)
-        self._lib.inotify_rm_watch(self.fd, wd)
 
     def read_events(self) -> list[InotifyEvent]:
         """Every event queued now (non-blocking; empty when none)."""

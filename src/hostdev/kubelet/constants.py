@@ -9,7 +9,6 @@ SUPPORTED_VERSIONS: Final = (API_VERSION,)
 
 DEVICE_PLUGIN_DIR: Final = "/var/lib/kubelet/device-plugins"
 KUBELET_SOCKET_NAME: Final = "kubelet.sock"
-KUBELET_SOCKET: Final = f"{DEVICE_PLUGIN_DIR}/{KUBELET_SOCKET_NAME}"
 CHECKPOINT_NAME: Final = "kubelet_internal_checkpoint"
 
 POD_RESOURCES_DIR: Final = "/var/lib/kubelet/pod-resources"
@@ -18,8 +17,6 @@ POD_RESOURCES_SOCKET: Final = f"{POD_RESOURCES_DIR}/kubelet.sock"
 HEALTHY: Final = "Healthy"
 UNHEALTHY: Final = "Unhealthy"
 
-# Device IDs longer than this are not accepted by the kubelet.
-MAX_DEVICE_ID_LENGTH: Final = 63
 # The kubelet's deadline for PreStartContainer (KubeletPreStartContainerRPCTimeoutInSecs).
 PRE_START_CONTAINER_TIMEOUT_S: Final = 30.0
 # The kubelet's blocking dial of a plugin socket during Register.
