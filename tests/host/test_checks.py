@@ -1,5 +1,6 @@
 """Doctor's checks as a table over fake hosts with one thing wrong each."""
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,9 +49,16 @@ def _noiommu_mode(h: FakeHost) -> None:
 
 
 def _no_vfio(h: FakeHost) -> None:
-    import shutil
-
     shutil.rmtree(h.root / "sys/module/vfio_pci")
+
+
+def _iommufd_only(h: FakeHost) -> None:
+    (h.root / "dev/vfio/vfio").unlink()
+    (h.root / "dev/iommu").write_text("")
+
+
+def _no_vfio_nodes(h: FakeHost) -> None:
+    (h.root / "dev/vfio/vfio").unlink()
 
 
 @pytest.mark.parametrize(
@@ -66,6 +74,9 @@ def _no_vfio(h: FakeHost) -> None:
         (_intremap_off, "interrupt-remapping", FAIL),
         (_noiommu_mode, "noiommu-mode", WARN),
         (_no_vfio, "vfio-modules", FAIL),
+        (lambda h: None, "vfio-nodes", PASS),
+        (_iommufd_only, "vfio-nodes", WARN),
+        (_no_vfio_nodes, "vfio-nodes", FAIL),
         (lambda h: None, "device 0000:06:01.0", FAIL),
         (lambda h: None, "device 0000:17:00.1", PASS),
         (lambda h: None, "device 0000:01:00.0", WARN),
@@ -82,6 +93,9 @@ def _no_vfio(h: FakeHost) -> None:
         "intremap-off",
         "noiommu-mode",
         "vfio-not-loaded",
+        "vfio-container-node",
+        "iommufd-without-container",
+        "no-vfio-nodes",
         "shared-group-not-viable",
         "companion-group-viable",
         "viable-but-host-driver",
@@ -107,3 +121,11 @@ def test_no_iommu_host_fails_everything_iommu(tmp_path: Path) -> None:
 )
 def test_kernel_args(vendor: str, args: str) -> None:
     assert kernel_args(vendor) == args
+
+
+def test_vfio_nodes_are_not_checked_before_vfio_is_loaded(tmp_path: Path) -> None:
+    host = build_example("kitchen-sink", tmp_path)
+    shutil.rmtree(host.root / "sys/module/vfio")
+    (host.root / "dev/vfio/vfio").unlink()
+    statuses = _statuses(host)
+    assert statuses["vfio-modules"] == FAIL and "vfio-nodes" not in statuses

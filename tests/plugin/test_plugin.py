@@ -198,11 +198,29 @@ async def test_missing_vfio_group_node_is_unhealthy(
     ]
 
 
-async def test_iommufd_host_adds_cdev_nodes(
-    kubelet: FakeKubelet, make_node: NodeFactory, short_dir: Path, plugin_dir: Path
+@pytest.mark.parametrize(
+    ("iommufd", "container", "expected"),
+    [
+        (False, True, ["/dev/vfio/vfio", "/dev/vfio/11"]),
+        (True, True, ["/dev/vfio/vfio", "/dev/vfio/11", "/dev/iommu", "cdev"]),
+        (True, False, ["/dev/vfio/11", "/dev/iommu", "cdev"]),
+    ],
+    ids=["container-only", "container-and-iommufd", "iommufd-only"],
+)
+async def test_allocate_hands_the_vfio_nodes_the_host_has(
+    kubelet: FakeKubelet,
+    make_node: NodeFactory,
+    short_dir: Path,
+    plugin_dir: Path,
+    iommufd: bool,
+    container: bool,
+    expected: list[str],
 ) -> None:
     host = build_example("gpu-node", short_dir / "cdev")
-    (host.root / "dev/iommu").write_text("")
+    if iommufd:
+        (host.root / "dev/iommu").write_text("")
+    if not container:  # a kernel without the legacy container (CONFIG_VFIO_CONTAINER=n)
+        (host.root / "dev/vfio/vfio").unlink()
     node = make_node(host)
     await node.start()
     await registrations(kubelet, 3)
@@ -210,7 +228,7 @@ async def test_iommufd_host_adds_cdev_nodes(
     async with plugin_stub(plugin_dir, T4) as stub:
         response = await stub.Allocate(allocate_request(["0000:65:00.0"]))
     paths = [d.container_path for d in response.container_responses[0].devices]
-    assert paths == ["/dev/vfio/vfio", "/dev/vfio/11", "/dev/iommu", f"/dev/vfio/devices/{cdev}"]
+    assert paths == [f"/dev/vfio/devices/{cdev}" if p == "cdev" else p for p in expected]
 
 
 async def test_config_names_env_families_and_reset_option(

@@ -12,7 +12,7 @@ from hostdev.errors import ConfigError
 from hostdev.host.model import VFIO_PCI, PciAddress
 from hostdev.host.scan import scan_host
 from hostdev.kubelet.envs import tag_env_name, tag_envs
-from hostdev.kubelet.plugin import container_response
+from hostdev.kubelet.plugin import VfioNodes, container_response
 from hostdev.selection import select
 from hostdev.sriov import Waiter
 from hostdev.testing.examples import add_vgpu
@@ -65,7 +65,8 @@ def test_native_config_loads_every_part(tmp_path: Path, nic: FakeHost) -> None:
 
 def test_allocate_carries_the_physical_network(tmp_path: Path, nic: FakeHost) -> None:
     (physnet, _) = select(scan_host(nic.fs), load_config(config_file(tmp_path, NATIVE)))
-    response = container_response(physnet, physnet.devices[:2], iommufd=False)
+    nodes = VfioNodes(container=True, iommufd=False)
+    response = container_response(physnet, physnet.devices[:2], nodes)
     envs = dict(response.envs)
     assert envs["HOSTDEV_TAG_PHYSICAL_NETWORK_INTEL_COM_SRIOV_PHYSNET1"] == "physnet1,physnet1"
     assert envs["PCIDEVICE_INTEL_COM_SRIOV_PHYSNET1"] == "0000:04:10.5,0000:04:10.7"

@@ -109,6 +109,31 @@ def check_vfio_modules(facts: HostFacts) -> Iterable[Check]:
     )
 
 
+def check_vfio_nodes(host: Host, facts: HostFacts) -> Iterable[Check]:
+    """The host-wide nodes a VM opens its devices through: /dev/vfio/vfio and /dev/iommu."""
+    if "vfio" not in facts.loaded_modules:
+        return  # vfio-modules has failed already: loading vfio creates the nodes
+    if host.vfio_container:
+        also = " and /dev/iommu (iommufd)" if host.iommufd else ""
+        yield Check("vfio-nodes", PASS, f"/dev/vfio/vfio{also} present")
+    elif host.iommufd:
+        yield Check(
+            "vfio-nodes",
+            WARN,
+            "no /dev/vfio/vfio (a kernel without the VFIO container): only a VMM that opens "
+            "devices through iommufd (/dev/iommu, /dev/vfio/devices/*) can use them",
+            "use a kernel built with CONFIG_VFIO_CONTAINER=y or "
+            "CONFIG_IOMMUFD_VFIO_CONTAINER=y for VMMs that open /dev/vfio/vfio",
+        )
+    else:
+        yield Check(
+            "vfio-nodes",
+            FAIL,
+            "neither /dev/vfio/vfio nor /dev/iommu exists, though vfio is loaded",
+            "mount devtmpfs on /dev; in a container, mount the host's /dev (`--dev-root`)",
+        )
+
+
 def check_interrupt_remapping(facts: HostFacts) -> Check:
     """Interrupt remapping isolates a guest's interrupts; without it VFIO needs an unsafe flag."""
     unsafe = facts.param("vfio_iommu_type1", "allow_unsafe_interrupts") in ("Y", "1")
@@ -199,6 +224,7 @@ def run_checks(host: Host, facts: HostFacts, devices: Iterable[PciDevice]) -> li
         check_cmdline(facts),
         *check_iommu_active(facts),
         *check_vfio_modules(facts),
+        *check_vfio_nodes(host, facts),
         check_interrupt_remapping(facts),
         check_noiommu(facts),
     ]

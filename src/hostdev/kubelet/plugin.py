@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -35,6 +35,13 @@ IOMMUFD = "/dev/iommu"
 PERMISSIONS = "mrw"
 SERVICE = pb.DESCRIPTOR.services_by_name["DevicePlugin"].full_name  # v1beta1.DevicePlugin
 STOP_GRACE_S = 0.5  # lets ended ListAndWatch streams finish instead of being cancelled
+
+
+class VfioNodes(NamedTuple):
+    """The host-wide VFIO device nodes present: the container and iommufd's /dev/iommu."""
+
+    container: bool
+    iommufd: bool
 
 
 def socket_name(resource_name: str) -> str:
@@ -59,26 +66,28 @@ def list_response(snapshot: ResourceSnapshot) -> Any:
     return response
 
 
-def device_specs(devices: Sequence[ServedDevice], iommufd: bool) -> list[Any]:
-    """/dev/vfio/vfio and each group node; /dev/iommu and the vfio cdevs when iommufd exists."""
-    paths = [VFIO_CONTAINER]
-    for device in devices:
-        paths.append(f"/dev/vfio/{device.iommu_group}")
-    if iommufd and any(d.vfio_cdev for d in devices):
+def device_specs(devices: Sequence[ServedDevice], nodes: VfioNodes) -> list[Any]:
+    """/dev/vfio/vfio (when the host has it) and each group node; /dev/iommu and the vfio
+    cdevs when iommufd exists. A node the host lacks would fail the container's creation."""
+    paths = [VFIO_CONTAINER] if nodes.container else []
+    paths.extend(f"/dev/vfio/{device.iommu_group}" for device in devices)
+    if nodes.iommufd and any(d.vfio_cdev for d in devices):
         paths.append(IOMMUFD)
         paths.extend(f"/dev/vfio/devices/{d.vfio_cdev}" for d in devices if d.vfio_cdev)
     unique = dict.fromkeys(paths)
     return [pb.DeviceSpec(container_path=p, host_path=p, permissions=PERMISSIONS) for p in unique]
 
 
-def container_response(resource: Resource, devices: Sequence[ServedDevice], iommufd: bool) -> Any:
+def container_response(
+    resource: Resource, devices: Sequence[ServedDevice], nodes: VfioNodes
+) -> Any:
     """One container's answer: its device nodes and the env variables naming its devices."""
     envs = container_envs(
         resource.name, resource.kind, resource.options.env, [d.id for d in devices]
     )
     if any(d.tags for d in devices):
         envs.update(tag_envs(resource.name, [d.tags for d in devices]))
-    return pb.ContainerAllocateResponse(envs=envs, devices=device_specs(devices, iommufd))
+    return pb.ContainerAllocateResponse(envs=envs, devices=device_specs(devices, nodes))
 
 
 class DevicePluginService(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
@@ -157,8 +166,9 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
             raise  # abort raises; this line only satisfies the type checker
         snapshot = self.table.snapshot(self.resource_name)
         assert snapshot is not None  # claim succeeded, so the resource is served
-        iommufd = self.table.host.iommufd
-        answers = [container_response(snapshot.resource, devices, iommufd) for devices in claimed]
+        host = self.table.host
+        nodes = VfioNodes(container=host.vfio_container, iommufd=host.iommufd)
+        answers = [container_response(snapshot.resource, devices, nodes) for devices in claimed]
         metrics.ALLOCATIONS.labels(self.resource_name, "granted").inc(len(claimed))
         for devices in claimed:
             log.info("allocated %s: %s", self.resource_name, ",".join(d.id for d in devices))
