@@ -43,6 +43,15 @@ def test_doctor_passes_the_iommu_and_interrupt_remapping_checks() -> None:
     assert result.returncode == (1 if "FAIL" in statuses.values() else 0), result.stderr
 
 
+def test_doctor_finds_the_vfio_container_node_once_vfio_is_loaded() -> None:
+    require("doctor")
+    subprocess.run(["modprobe", "vfio-pci"], check=True)
+    report = hostdev_json("doctor")
+    (nodes,) = [check for check in report["checks"] if check["name"] == "vfio-nodes"]
+    assert nodes["status"] == "PASS", nodes
+    assert nodes["message"].startswith("/dev/vfio/vfio"), nodes
+
+
 def test_doctor_reports_the_shared_group_viable_only_with_both_nics_on_vfio() -> None:
     require("doctor")
     subprocess.run(["modprobe", "vfio-pci"], check=True)
