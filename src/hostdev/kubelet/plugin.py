@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 VFIO_CONTAINER = "/dev/vfio/vfio"
 IOMMUFD = "/dev/iommu"
 PERMISSIONS = "mrw"
-SERVICE = pb.DESCRIPTOR.services_by_name["DevicePlugin"].full_name  # v1beta1.DevicePlugin
+_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DevicePlugin"]
+SERVICE = _DESCRIPTOR.full_name  # v1beta1.DevicePlugin
 STOP_GRACE_S = 0.5  # lets ended ListAndWatch streams finish instead of being cancelled
 
 
@@ -200,32 +201,19 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):  # type: ignore[misc]
 
 
 def add_to_server(service: DevicePluginService, server: grpc.aio.Server) -> None:
-    """Serve the DevicePlugin methods as the generated code does, but with ListAndWatch's
-    answers sent as the bytes the service serialized (no response serializer)."""
-    unary = grpc.unary_unary_rpc_method_handler
-    handlers = {
-        "GetDevicePluginOptions": unary(
-            service.GetDevicePluginOptions,
-            pb.Empty.FromString,
-            pb.DevicePluginOptions.SerializeToString,
-        ),
-        "ListAndWatch": grpc.unary_stream_rpc_method_handler(
-            service.ListAndWatch, pb.Empty.FromString, None
-        ),
-        "GetPreferredAllocation": unary(
-            service.GetPreferredAllocation,
-            pb.PreferredAllocationRequest.FromString,
-            pb.PreferredAllocationResponse.SerializeToString,
-        ),
-        "Allocate": unary(
-            service.Allocate, pb.AllocateRequest.FromString, pb.AllocateResponse.SerializeToString
-        ),
-        "PreStartContainer": unary(
-            service.PreStartContainer,
-            pb.PreStartContainerRequest.FromString,
-            pb.PreStartContainerResponse.SerializeToString,
-        ),
-    }
+    """Serve the DevicePlugin methods as the generated code does (one handler per method of
+    the service's descriptor), except that ListAndWatch sends the bytes the service
+    serialized (no response serializer)."""
+    handlers = {}
+    for method in _DESCRIPTOR.methods:
+        behaviour = getattr(service, method.name)
+        parse = getattr(pb, method.input_type.name).FromString
+        if method.name == "ListAndWatch":
+            handler = grpc.unary_stream_rpc_method_handler(behaviour, parse, None)
+        else:
+            serialize = getattr(pb, method.output_type.name).SerializeToString
+            handler = grpc.unary_unary_rpc_method_handler(behaviour, parse, serialize)
+        handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
 
