@@ -65,7 +65,7 @@ def test_read_many(attr_dir: int, names: tuple[str, ...], expected: list[bytes |
 
 @pytest.fixture
 def sink(tmp_path: Path) -> FakeHost:
-    return build_example("kitchen-sink", tmp_path)
+    return build_example("kitchen-sink", tmp_path).add_vfio_cdevs()
 
 
 def test_bus_entry_that_is_a_plain_directory_is_still_read(sink: FakeHost) -> None:
@@ -105,6 +105,10 @@ def _no_vfio_dev(host: FakeHost) -> None:  # a kernel before 6.1 gives no vfio-d
     shutil.rmtree(host.device_dir(VF) / "vfio-dev")
 
 
+def _no_cdev_node(host: FakeHost) -> None:  # 6.1-6.5: vfio-dev/vfioN, but no /dev node
+    shutil.rmtree(host.root / "dev/vfio/devices")
+
+
 def _on_igbvf(host: FakeHost) -> None:
     host.unbind(VF)
     host.bind(VF, "igbvf")
@@ -121,10 +125,18 @@ def _pf_without_link(host: FakeHost) -> None:  # the PF does not name it: no kno
         (None, False, "vfio-pci", True, (), 1),
         (_unbound, False, None, False, (), 1),
         (_no_vfio_dev, False, "vfio-pci", False, (), 1),
+        (_no_cdev_node, False, "vfio-pci", False, (), 1),
         (_on_igbvf, True, "igbvf", False, ("enp4s16f3",), 1),
         (_pf_without_link, True, "vfio-pci", True, (), None),
     ],
-    ids=["vfio-pci", "unbound", "vfio-pci-no-cdev", "netdev-driver", "pf-does-not-name-it"],
+    ids=[
+        "vfio-pci",
+        "unbound",
+        "vfio-pci-no-vfio-dev",
+        "vfio-pci-no-cdev-node",
+        "netdev-driver",
+        "pf-does-not-name-it",
+    ],
 )
 def test_a_vf_its_pf_listed_on_vfio_pci_or_unbound_is_read_without_a_listing(  # type: ignore[no-untyped-def]
     sink: FakeHost, monkeypatch: pytest.MonkeyPatch, change, listed, driver, cdev, netdevs, vf_index

@@ -1,6 +1,7 @@
 """The scanner over example hosts, and over every kind of broken sysfs entry."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,31 @@ def test_gpu_fields(sink: FakeHost) -> None:
         0,
     )
     assert t4.pci_path == ("0000:64:00.0",)
-    assert t4.vfio_cdev is not None
     assert not t4.is_bridge
+
+
+def _kernel_6_6(host: FakeHost) -> None:  # VFIO device cdev: vfio-dev/vfioN is a char device
+    host.add_vfio_cdevs()
+
+
+def _kernel_6_0(host: FakeHost) -> None:  # no vfio-dev directory at all
+    for device_dir in host.root.glob("sys/devices/**/vfio-dev"):
+        shutil.rmtree(device_dir)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "cdev"),
+    [(_kernel_6_6, "vfio"), (None, None), (_kernel_6_0, None)],
+    ids=["6.6-cdev-node", "6.1-vfio-dev-without-node", "6.0-no-vfio-dev"],
+)
+def test_vfio_cdev_only_where_dev_has_its_node(sink: FakeHost, kernel, cdev) -> None:  # type: ignore[no-untyped-def]
+    """A cdev name is handed to containers, so it is reported only when /dev has the node."""
+    if kernel is not None:
+        kernel(sink)
+    t4 = scan_host(sink.fs).devices[A("0000:65:00.0")]
+    assert (t4.vfio_cdev or "")[:4] == (cdev or "")
+    if t4.vfio_cdev is not None:
+        assert (sink.root / "dev/vfio/devices" / t4.vfio_cdev).exists()
 
 
 def test_sriov_pf_and_vfs(sink: FakeHost) -> None:

@@ -199,13 +199,15 @@ async def test_missing_vfio_group_node_is_unhealthy(
 
 
 @pytest.mark.parametrize(
-    ("iommufd", "container", "expected"),
+    ("iommufd", "cdevs", "container", "expected"),
     [
-        (False, True, ["/dev/vfio/vfio", "/dev/vfio/11"]),
-        (True, True, ["/dev/vfio/vfio", "/dev/vfio/11", "/dev/iommu", "cdev"]),
-        (True, False, ["/dev/vfio/11", "/dev/iommu", "cdev"]),
+        (False, False, True, ["/dev/vfio/vfio", "/dev/vfio/11"]),
+        # 6.2-6.5: /dev/iommu, but vfio-dev/vfioN has no node: iommufd is of no use yet
+        (True, False, True, ["/dev/vfio/vfio", "/dev/vfio/11"]),
+        (True, True, True, ["/dev/vfio/vfio", "/dev/vfio/11", "/dev/iommu", "cdev"]),
+        (True, True, False, ["/dev/vfio/11", "/dev/iommu", "cdev"]),
     ],
-    ids=["container-only", "container-and-iommufd", "iommufd-only"],
+    ids=["container-only", "iommufd-without-cdevs", "container-and-iommufd", "iommufd-only"],
 )
 async def test_allocate_hands_the_vfio_nodes_the_host_has(
     kubelet: FakeKubelet,
@@ -213,11 +215,14 @@ async def test_allocate_hands_the_vfio_nodes_the_host_has(
     short_dir: Path,
     plugin_dir: Path,
     iommufd: bool,
+    cdevs: bool,
     container: bool,
     expected: list[str],
 ) -> None:
     host = build_example("gpu-node", short_dir / "cdev")
-    if iommufd:
+    if cdevs:
+        host.add_vfio_cdevs()
+    elif iommufd:
         (host.root / "dev/iommu").write_text("")
     if not container:  # a kernel without the legacy container (CONFIG_VFIO_CONTAINER=n)
         (host.root / "dev/vfio/vfio").unlink()

@@ -180,6 +180,13 @@ def group_viable(group: int) -> bool:
     return bool(flags & VFIO_GROUP_FLAGS_VIABLE)
 
 
+def vfio_cdevs(address: str) -> list[str]:
+    """The device's iommufd char devices that /dev has (kernel 6.6+; 6.1-6.5 list vfio-dev
+    entries without a node), sorted."""
+    listed = (SYS_PCI / "devices" / address / "vfio-dev").glob("vfio*")
+    return sorted(p.name for p in listed if os.path.exists(f"/dev/vfio/devices/{p.name}"))
+
+
 def write_sysfs(path: Path, value: str) -> None:
     """One write to a sysfs attribute, as `echo value > path` does."""
     with open(path, "w") as attribute:

@@ -14,6 +14,7 @@ from .guest import (
     require,
     sysfs_groups,
     unbind_raw,
+    vfio_cdevs,
 )
 
 pytestmark = pytest.mark.guest
@@ -62,7 +63,7 @@ def test_list_describes_vfs_on_vfio_pci_unbound_and_as_created_as_sysfs_does() -
     listed = {d["address"]: d for d in hostdev_json("list")["devices"]}
     groups = sysfs_groups()
     for index, vf in enumerate(vfs):
-        cdevs = sorted(p.name for p in (SYS_PCI / "devices" / vf / "vfio-dev").glob("vfio*"))
+        cdevs = vfio_cdevs(vf)
         expected = (driver_of(vf), NVME_PF, index, groups[vf], cdevs[0] if cdevs else None)
         device = listed[vf]
         assert (

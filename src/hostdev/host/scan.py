@@ -63,6 +63,8 @@ class _Accumulator:
     vf_positions: dict[PciAddress, tuple[PciAddress, int]] = field(default_factory=dict)
     previous: Mapping[PciAddress, PciDevice] = field(default_factory=dict)
     known_vfs: set[str] = field(default_factory=set)
+    # /dev/vfio/devices: before 6.6 a vfio-pci device has vfio-dev/vfioN but no node to open
+    cdev_nodes: frozenset[str] = frozenset()
 
     def address(self, name: str) -> PciAddress:
         """The PciAddress of a kernel-written name, parsed once per scan."""
@@ -78,7 +80,9 @@ def scan_host(fs: HostFS, previous: Host | None = None) -> Host:
     snapshot."""
     fs.check()
     acc = _Accumulator(
-        sys_root=str(fs.sys_root), previous=previous.devices if previous is not None else {}
+        sys_root=str(fs.sys_root),
+        previous=previous.devices if previous is not None else {},
+        cdev_nodes=frozenset(list_dir(fs.dev("vfio", "devices"))),
     )
     pci_dir = fs.sys("bus", "pci", "devices")
     # in address order a PF comes before its VFs (a VF's routing ID is its PF's plus an
@@ -203,7 +207,7 @@ def _build_device(
         physfn,
         vf_index,
         tuple(sorted(raw.net)) if raw.net else (),
-        min(raw.vfio_dev) if raw.vfio_dev else None,
+        _cdev(raw.vfio_dev, acc.cdev_nodes),
         raw.mdev_types,
         tuple(problems),
     )
@@ -309,6 +313,12 @@ def _numa_node(raw: bytes | None, problems: list[str]) -> int | None:
 def _override(raw: bytes | None) -> str | None:
     text = raw.decode("utf-8", "replace").rstrip("\n") if raw else ""
     return None if text in ("", "(null)") else text
+
+
+def _cdev(listed: list[str] | None, nodes: frozenset[str]) -> str | None:
+    """The function's iommufd cdev: its vfio-dev entry, when /dev has that node."""
+    present = nodes.intersection(listed) if listed and nodes else ()
+    return min(present) if present else None
 
 
 def _pci_path(target: str | None, known: dict[str, tuple[str, ...]]) -> tuple[str, ...]:

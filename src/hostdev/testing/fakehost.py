@@ -290,11 +290,25 @@ class FakeHost(NodeTree):
     def _attach_vfio(self, func: _Func) -> None:
         cdev = f"vfio{self._next_cdev}"
         self._next_cdev += 1
-        self._put(f"sys/{func.path}/vfio-dev/{cdev}/dev", f"511:{cdev[4:]}")
+        self._put(f"sys/{func.path}/vfio-dev/{cdev}/uevent", "")  # 6.1+, a node only on 6.6+
         if self.cdev:
-            self._put(f"dev/vfio/devices/{cdev}", "")
+            self._expose_cdev(func, cdev)
         if func.group is not None:
             self._put(f"dev/vfio/{func.group}", "")
+
+    def _expose_cdev(self, func: _Func, cdev: str) -> None:
+        self._put(f"sys/{func.path}/vfio-dev/{cdev}/dev", f"511:{cdev[4:]}")
+        self._put(f"dev/vfio/devices/{cdev}", "")
+
+    def add_vfio_cdevs(self) -> FakeHost:
+        """The host on a 6.6+ kernel: /dev/iommu and a char device per vfio-pci device."""
+        self.cdev = True
+        self._put("dev/iommu", "")
+        for func in self.funcs.values():
+            vdir = self.root / "sys" / func.path / "vfio-dev"
+            for cdev in os.listdir(vdir) if vdir.exists() else ():
+                self._expose_cdev(func, cdev)
+        return self
 
     def _detach_vfio(self, func: _Func) -> None:
         vdir = self.root / "sys" / func.path / "vfio-dev"
