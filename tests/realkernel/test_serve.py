@@ -1,15 +1,19 @@
-"""`hostdev serve` on the real kernel, driven by the kubelet simulator: advertise, health, rescan.
+"""`hostdev serve` on the real kernel, driven by the kubelet simulator: Allocate, health, rescan.
 
 The three e1000e NICs are moved to vfio-pci (raw sysfs writes), so the plugin serves them with
-no config as devices.kubevirt.io/8086_10d3. Removing one from the bus and unbinding another
-must each take one device out of Allocatable (Unhealthy, or gone) within HEALTH_BOUND_S; a PCI
-rescan brings the removed device back and, once on vfio-pci again, healthy.
+no config as devices.kubevirt.io/8086_10d3. A pod's Allocate answers must name the kernel's
+own VFIO nodes for the devices' real groups, groups the kernel calls viable. Removing one NIC
+from the bus and unbinding another must each take one device out of Allocatable (Unhealthy,
+or gone) within HEALTH_BOUND_S; a PCI rescan brings the removed device back and, once on
+vfio-pci again, healthy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -26,15 +30,19 @@ from .guest import (
     SYS_PCI,
     bind_raw,
     driver_of,
+    group_viable,
     record_figure,
     require,
     require_flag,
+    sysfs_groups,
     unbind_raw,
+    vfio_cdevs,
     write_sysfs,
 )
 
 pytestmark = pytest.mark.guest
 RESOURCE = "devices.kubevirt.io/8086_10d3"
+ENV_NAME = "PCI_RESOURCE_DEVICES_KUBEVIRT_IO_8086_10D3"  # KubeVirt's name for RESOURCE
 # Generous for TCG: every Python instruction is emulated. The measured figure is recorded.
 HEALTH_BOUND_S = 60.0
 START_BOUND_S = 240.0
@@ -99,24 +107,74 @@ async def scenario(plugin_dir: Path, log: Path) -> dict[str, float]:
     return figures
 
 
-def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
-    tmp_path: Path,
-) -> None:
-    require("serve")
-    require_flag("serve", "--rescan-interval", "the live health watch")
+def kernel_nodes(address: str, group: int) -> dict[str, str]:
+    """The VFIO nodes this kernel has for a device: host path → the permissions to hand out."""
+    nodes = [f"/dev/vfio/{group}"]
+    if os.path.exists("/dev/vfio/vfio"):  # the legacy container (CONFIG_VFIO_CONTAINER)
+        nodes.append("/dev/vfio/vfio")
+    cdevs = vfio_cdevs(address)
+    if cdevs and os.path.exists("/dev/iommu"):  # iommufd with device cdevs (6.6+)
+        nodes += ["/dev/iommu", *(f"/dev/vfio/devices/{cdev}" for cdev in cdevs)]
+    return dict.fromkeys(nodes, "mrw")
+
+
+def allocated_specs(response: Any) -> dict[str, str]:
+    """A ContainerAllocateResponse's device nodes: host path → permissions, each checked as a
+    character device of the guest's /dev mounted at the same path in the container."""
+    specs = {}
+    for spec in response.devices:
+        assert spec.container_path == spec.host_path
+        assert stat.S_ISCHR(os.stat(spec.host_path).st_mode), f"{spec.host_path}: no such node"
+        specs[spec.host_path] = spec.permissions
+    return specs
+
+
+async def allocate_two_containers(plugin_dir: Path, log: Path) -> dict[str, Any]:
+    """One pod, two containers asking for one NIC each: the devices and each answer."""
+    async with kubelet_and_plugin(plugin_dir, log) as sim:
+        await sim.wait_devices(RESOURCE, 3, timeout=START_BOUND_S)
+        pod = await sim.create_pod("vm", {"a": {RESOURCE: 1}, "b": {RESOURCE: 1}})
+        return {c.name: (c.devices[RESOURCE], c.responses[RESOURCE]) for c in pod.containers}
+
+
+def serve_session(scenario_of: Any, log: Path) -> Any:
+    """Run one scenario against `hostdev serve` with the e1000e NICs on vfio-pci."""
     subprocess.run(["modprobe", "vfio-pci"], check=True)
     for address in E1000E:
         bind_raw(address, "vfio-pci")
     assert all(driver_of(address) == "vfio-pci" for address in E1000E)
-    log = tmp_path / "serve.log"
     # Unix socket paths must stay under 108 bytes; pytest's tmp_path is too deep.
     plugin_dir = Path(tempfile.mkdtemp(prefix="hostdev-plugins-", dir="/run"))
     try:
-        figures = asyncio.run(scenario(plugin_dir, log))
+        return asyncio.run(scenario_of(plugin_dir, log))
     except (TimeoutError, AssertionError):
         print(log.read_text(errors="replace")[-4000:])
         raise
     finally:
         shutil.rmtree(plugin_dir, ignore_errors=True)
+
+
+def test_allocate_hands_the_kernels_vfio_nodes_for_viable_groups(tmp_path: Path) -> None:
+    require("serve")
+    answers = serve_session(allocate_two_containers, tmp_path / "serve.log")
+    groups = sysfs_groups()
+    handed = []
+    for devices, response in answers.values():
+        assert len(devices) == 1 and devices[0] in E1000E
+        address = devices[0]
+        handed.append(address)
+        group = groups[address]
+        assert allocated_specs(response) == kernel_nodes(address, group)
+        assert group_viable(group)
+        assert dict(response.envs) == {ENV_NAME: address}
+    assert len(set(handed)) == 2  # each container got its own NIC
+
+
+def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
+    tmp_path: Path,
+) -> None:
+    require("serve")
+    require_flag("serve", "--rescan-interval", "the live health watch")
+    figures = serve_session(scenario, tmp_path / "serve.log")
     for name, value in figures.items():
         record_figure(f"serve health: {name}", value)
