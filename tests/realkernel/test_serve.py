@@ -17,8 +17,8 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,13 @@ START_BOUND_S = 240.0
 
 
 @asynccontextmanager
-async def kubelet_and_plugin(plugin_dir: Path, log: Path) -> AsyncIterator[Any]:
+async def kubelet_and_plugin(
+    plugin_dir: Path, log: Path, resource: str = RESOURCE, *serve_args: str
+) -> AsyncIterator[Any]:
     """The kubelet simulator in this process and `hostdev serve` as a child process.
 
-    Yields the simulator once the plugin registered; fails at once if serve exits first.
+    Yields the simulator once the plugin registered resource; fails at once if serve exits
+    first.
     """
     from hostdev.kubelet.simulator import KubeletSimulator
 
@@ -60,11 +63,11 @@ async def kubelet_and_plugin(plugin_dir: Path, log: Path) -> AsyncIterator[Any]:
     await sim.start()
     with log.open("w") as out:
         serve = await asyncio.create_subprocess_exec(
-            *HOSTDEV, "serve", "--plugin-dir", str(plugin_dir), stdout=out, stderr=out
+            *HOSTDEV, "serve", "--plugin-dir", str(plugin_dir), *serve_args, stdout=out, stderr=out
         )
     try:
         exited = asyncio.ensure_future(serve.wait())
-        registered = asyncio.ensure_future(sim.wait_registered(RESOURCE, timeout=START_BOUND_S))
+        registered = asyncio.ensure_future(sim.wait_registered(resource, timeout=START_BOUND_S))
         await asyncio.wait([exited, registered], return_when=asyncio.FIRST_COMPLETED)
         if exited.done():
             registered.cancel()
@@ -137,12 +140,13 @@ async def allocate_two_containers(plugin_dir: Path, log: Path) -> dict[str, Any]
         return {c.name: (c.devices[RESOURCE], c.responses[RESOURCE]) for c in pod.containers}
 
 
-def serve_session(scenario_of: Any, log: Path) -> Any:
-    """Run one scenario against `hostdev serve` with the e1000e NICs on vfio-pci."""
-    subprocess.run(["modprobe", "vfio-pci"], check=True)
-    for address in E1000E:
-        bind_raw(address, "vfio-pci")
-    assert all(driver_of(address) == "vfio-pci" for address in E1000E)
+def serve_session(scenario_of: Any, log: Path, *, nics_on_vfio: bool = True) -> Any:
+    """Run one scenario against `hostdev serve`, the e1000e NICs first put on vfio-pci."""
+    if nics_on_vfio:
+        subprocess.run(["modprobe", "vfio-pci"], check=True)
+        for address in E1000E:
+            bind_raw(address, "vfio-pci")
+        assert all(driver_of(address) == "vfio-pci" for address in E1000E)
     # Unix socket paths must stay under 108 bytes; pytest's tmp_path is too deep.
     plugin_dir = Path(tempfile.mkdtemp(prefix="hostdev-plugins-", dir="/run"))
     try:
@@ -168,6 +172,62 @@ def test_allocate_hands_the_kernels_vfio_nodes_for_viable_groups(tmp_path: Path)
         assert group_viable(group)
         assert dict(response.envs) == {ENV_NAME: address}
     assert len(set(handed)) == 2  # each container got its own NIC
+
+
+NIC_RESOURCE = "example.com/nic"
+BIND_ON_START = f"""
+resources:
+- name: {NIC_RESOURCE}
+  selectors: [{{device: "8086:10d3"}}]
+  bind: onStart
+"""
+
+
+@contextmanager
+def interface_in_use(address: str) -> Iterator[str]:
+    """The NIC's interface up with an IPv4 address, as on a host that uses it; undone after."""
+    ifname = os.listdir(SYS_PCI / "devices" / address / "net")[0]
+    ip = ["ip", "-4"]
+    subprocess.run([*ip, "address", "add", "192.0.2.10/24", "dev", ifname], check=True)
+    subprocess.run([*ip, "link", "set", ifname, "up"], check=True)
+    try:
+        yield ifname
+    finally:
+        subprocess.run([*ip, "address", "flush", "dev", ifname], check=False)
+        subprocess.run([*ip, "link", "set", ifname, "down"], check=False)
+
+
+def bind_on_start(config: Path) -> Any:
+    """A scenario: serve the config; the devices served once the start's binding is done."""
+
+    async def scenario(plugin_dir: Path, log: Path) -> list[str]:
+        args = ("--config", str(config))
+        async with kubelet_and_plugin(plugin_dir, log, NIC_RESOURCE, *args) as sim:
+            await sim.wait_devices(NIC_RESOURCE, 2, timeout=START_BOUND_S)
+            return sorted(sim.devices(NIC_RESOURCE))
+
+    return scenario
+
+
+def test_serve_binds_on_start_every_selected_nic_but_the_one_in_use(tmp_path: Path) -> None:
+    require("serve")
+    assert [driver_of(address) for address in E1000E] == ["e1000e"] * 3
+    config = tmp_path / "hostdev.yaml"
+    config.write_text(BIND_ON_START)
+    log = tmp_path / "serve.log"
+    with interface_in_use(E1000E[2]) as ifname:
+        served = serve_session(bind_on_start(config), log, nics_on_vfio=False)
+        address = subprocess.run(
+            ["ip", "-4", "-o", "address", "show", ifname],
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout
+    assert served == sorted(E1000E[:2])
+    assert [driver_of(a) for a in E1000E] == ["vfio-pci", "vfio-pci", "e1000e"]
+    assert "192.0.2.10/24" in address  # the host kept its interface
+    refusal = [line for line in log.read_text().splitlines() if E1000E[2] in line]
+    assert any("refused" in line and ifname in line for line in refusal), refusal
 
 
 def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
