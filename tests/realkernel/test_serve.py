@@ -25,8 +25,11 @@ from typing import Any
 import pytest
 
 from .guest import (
+    E1000,
     E1000E,
     HOSTDEV,
+    RTL8139,
+    SHARED_GROUP,
     SYS_PCI,
     bind_raw,
     driver_of,
@@ -54,16 +57,18 @@ async def kubelet_and_plugin(
 ) -> AsyncIterator[Any]:
     """The kubelet simulator in this process and `hostdev serve` as a child process.
 
-    Yields the simulator once the plugin registered resource; fails at once if serve exits
-    first.
+    The simulator also serves PodResources next to plugin_dir, as the kubelet does. Yields
+    the simulator once the plugin registered resource; fails at once if serve exits first.
     """
     from hostdev.kubelet.simulator import KubeletSimulator
 
-    sim = KubeletSimulator(plugin_dir)
+    pod_resources = plugin_dir.parent / f"{plugin_dir.name}-pod-resources.sock"
+    sim = KubeletSimulator(plugin_dir, pod_resources)
     await sim.start()
+    args = ("--plugin-dir", str(plugin_dir), "--pod-resources-socket", str(pod_resources))
     with log.open("w") as out:
         serve = await asyncio.create_subprocess_exec(
-            *HOSTDEV, "serve", "--plugin-dir", str(plugin_dir), *serve_args, stdout=out, stderr=out
+            *HOSTDEV, "serve", *args, *serve_args, stdout=out, stderr=out
         )
     try:
         exited = asyncio.ensure_future(serve.wait())
@@ -228,6 +233,46 @@ def test_serve_binds_on_start_every_selected_nic_but_the_one_in_use(tmp_path: Pa
     assert "192.0.2.10/24" in address  # the host kept its interface
     refusal = [line for line in log.read_text().splitlines() if E1000E[2] in line]
     assert any("refused" in line and ifname in line for line in refusal), refusal
+
+
+def resource_of(address: str) -> str:
+    """The no-config resource name of a device, from its IDs in sysfs."""
+    ids = [
+        (SYS_PCI / "devices" / address / f).read_text().strip()[2:] for f in ("vendor", "device")
+    ]
+    return f"devices.kubevirt.io/{ids[0]}_{ids[1]}"
+
+
+async def hold_one_of_the_shared_group(plugin_dir: Path, log: Path) -> dict[str, Any]:
+    """A pod takes the e1000 of group 13; what the 8139 then shows, and a second pod's fate."""
+    from hostdev.kubelet.admission import AllocationError
+
+    held, other = resource_of(E1000), resource_of(RTL8139)
+    async with kubelet_and_plugin(plugin_dir, log, held) as sim:
+        await sim.wait_registered(other, timeout=START_BOUND_S)
+        for resource in (held, other):  # both healthy once PodResources says nothing is in use
+            await sim.wait_devices(resource, 1, timeout=START_BOUND_S)
+        pod = await sim.create_pod("vm-a", {"compute": {held: 1}})
+        await sim.wait_devices(other, 0, timeout=HEALTH_BOUND_S)  # group 13 is vm-a's now
+        try:
+            await sim.create_pod("vm-b", {"compute": {other: 1}})
+            refused = ""
+        except AllocationError as err:
+            refused = str(err)
+        return {"a": pod.containers[0].responses[held], "b refused": refused}
+
+
+def test_serve_keeps_a_shared_groups_other_nic_from_a_second_pod(tmp_path: Path) -> None:
+    require("serve")
+    subprocess.run(["modprobe", "vfio-pci"], check=True)
+    for address in (E1000, RTL8139):
+        bind_raw(address, "vfio-pci")
+    assert group_viable(SHARED_GROUP)
+    outcome = serve_session(
+        hold_one_of_the_shared_group, tmp_path / "serve.log", nics_on_vfio=False
+    )
+    assert allocated_specs(outcome["a"]) == kernel_nodes(E1000, SHARED_GROUP)
+    assert "unavailable" in outcome["b refused"] or "unhealthy" in outcome["b refused"]
 
 
 def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
