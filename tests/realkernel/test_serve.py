@@ -28,6 +28,7 @@ from .guest import (
     E1000,
     E1000E,
     HOSTDEV,
+    NVME_PF,
     RTL8139,
     SHARED_GROUP,
     SYS_PCI,
@@ -128,10 +129,10 @@ def kernel_nodes(address: str, group: int) -> dict[str, str]:
 
 def allocated_specs(response: Any) -> dict[str, str]:
     """A ContainerAllocateResponse's device nodes: host path → permissions, each checked as a
-    character device of the guest's /dev mounted at the same path in the container."""
+    character device of the guest's /dev, mounted at the same path in the container, once."""
     specs = {}
     for spec in response.devices:
-        assert spec.container_path == spec.host_path
+        assert spec.container_path == spec.host_path and spec.host_path not in specs
         assert stat.S_ISCHR(os.stat(spec.host_path).st_mode), f"{spec.host_path}: no such node"
         specs[spec.host_path] = spec.permissions
     return specs
@@ -273,6 +274,36 @@ def test_serve_keeps_a_shared_groups_other_nic_from_a_second_pod(tmp_path: Path)
     )
     assert allocated_specs(outcome["a"]) == kernel_nodes(E1000, SHARED_GROUP)
     assert "unavailable" in outcome["b refused"] or "unhealthy" in outcome["b refused"]
+
+
+async def allocate_both_vfs(plugin_dir: Path, log: Path) -> tuple[list[str], Any]:
+    """One container asking for two VFs of the NVMe PF: its devices and the answer."""
+    resource = resource_of(NVME_PF)  # the VFs share the PF's IDs; the PF itself is on nvme
+    async with kubelet_and_plugin(plugin_dir, log, resource) as sim:
+        await sim.wait_devices(resource, 2, timeout=START_BOUND_S)
+        pod = await sim.create_pod("vm", {"compute": {resource: 2}})
+        container = pod.containers[0]
+        return container.devices[resource], container.responses[resource]
+
+
+def test_allocate_hands_two_vfs_their_own_groups_and_both_addresses(tmp_path: Path) -> None:
+    require("serve")
+    subprocess.run(["modprobe", "vfio-pci"], check=True)
+    write_sysfs(SYS_PCI / "devices" / NVME_PF / "sriov_numvfs", "2")
+    vfs = sorted(link.resolve().name for link in (SYS_PCI / "devices" / NVME_PF).glob("virtfn*"))
+    for vf in vfs:
+        bind_raw(vf, "vfio-pci")
+    log = tmp_path / "serve.log"
+    devices, response = serve_session(allocate_both_vfs, log, nics_on_vfio=False)
+    assert sorted(devices) == vfs
+    groups = sysfs_groups()
+    expected: dict[str, str] = {}
+    for vf in devices:
+        expected |= kernel_nodes(vf, groups[vf])
+        assert group_viable(groups[vf])
+    assert allocated_specs(response) == expected
+    env = "PCI_RESOURCE_" + resource_of(NVME_PF).upper().replace("/", "_").replace(".", "_")
+    assert dict(response.envs) == {env: ",".join(devices)}
 
 
 def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
