@@ -306,6 +306,51 @@ def test_allocate_hands_two_vfs_their_own_groups_and_both_addresses(tmp_path: Pa
     assert dict(response.envs) == {env: ",".join(devices)}
 
 
+RESET_CONFIG = """
+resources:
+- name: example.com/nic
+  selectors: [{device: "8086:10d3"}]
+  reset: true
+- name: example.com/legacy
+  selectors: [{device: "10ec:8139"}]
+  reset: true
+"""
+
+
+def start_with_reset(config: Path) -> Any:
+    """A scenario: one pod per resource of RESET_CONFIG; each container's start error."""
+
+    async def scenario(plugin_dir: Path, log: Path) -> dict[str, str | None]:
+        args = ("--config", str(config))
+        async with kubelet_and_plugin(plugin_dir, log, "example.com/nic", *args) as sim:
+            outcome = {}
+            for resource in ("example.com/nic", "example.com/legacy"):
+                await sim.wait_devices(resource, 1 if "legacy" in resource else 3, START_BOUND_S)
+                pod = await sim.create_pod(resource.split("/")[1], {"c": {resource: 1}})
+                outcome[resource] = pod.containers[0].start_error
+            return outcome
+
+    return scenario
+
+
+def test_reset_before_start_works_where_the_kernel_can_reset_and_says_why_not_elsewhere(
+    tmp_path: Path,
+) -> None:
+    require("serve")
+    subprocess.run(["modprobe", "vfio-pci"], check=True)
+    for address in (*E1000E, E1000, RTL8139):
+        bind_raw(address, "vfio-pci")
+    assert not (SYS_PCI / "devices" / RTL8139 / "reset").exists()  # no reset method at all
+    config = tmp_path / "hostdev.yaml"
+    config.write_text(RESET_CONFIG)
+    log = tmp_path / "serve.log"
+    started = serve_session(start_with_reset(config), log, nics_on_vfio=False)
+    assert started["example.com/nic"] is None  # the kernel reset the e1000e (pm or bus)
+    resets = [line for line in log.read_text().splitlines() if "PreStartContainer: reset 0" in line]
+    assert len(resets) == 1 and any(address in resets[0] for address in E1000E), resets
+    assert f"{RTL8139} cannot be reset" in (started["example.com/legacy"] or "")
+
+
 def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
     tmp_path: Path,
 ) -> None:
