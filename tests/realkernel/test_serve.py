@@ -351,6 +351,37 @@ def test_reset_before_start_works_where_the_kernel_can_reset_and_says_why_not_el
     assert f"{RTL8139} cannot be reset" in (started["example.com/legacy"] or "")
 
 
+async def vfs_come_and_go(plugin_dir: Path, log: Path) -> dict[str, float]:
+    """Serving the NICs, VFs created and put on vfio-pci become a new resource; VFs removed
+    leave it with nothing allocatable. The measured latencies."""
+    resource = resource_of(NVME_PF)
+    numvfs = SYS_PCI / "devices" / NVME_PF / "sriov_numvfs"
+    figures = {}
+    async with kubelet_and_plugin(plugin_dir, log) as sim:
+        await sim.wait_devices(RESOURCE, 3, timeout=START_BOUND_S)
+        start = time.monotonic()
+        write_sysfs(numvfs, "2")
+        for vf in sorted(link.resolve().name for link in numvfs.parent.glob("virtfn*")):
+            bind_raw(vf, "vfio-pci")
+        await sim.wait_devices(resource, 2, timeout=HEALTH_BOUND_S)
+        figures["new VFs on vfio-pci -> a new resource, both allocatable (s)"] = round(
+            time.monotonic() - start, 3
+        )
+        start = time.monotonic()
+        write_sysfs(numvfs, "0")
+        await sim.wait_for(lambda: not sim.allocatable().get(resource), HEALTH_BOUND_S)
+        figures["VFs removed -> nothing allocatable (s)"] = round(time.monotonic() - start, 3)
+        assert sim.allocatable()[RESOURCE] == 3  # the NICs were never disturbed
+    return figures
+
+
+def test_serve_takes_up_new_vfs_as_a_new_resource_and_drops_them(tmp_path: Path) -> None:
+    require("serve")
+    figures = serve_session(vfs_come_and_go, tmp_path / "serve.log")
+    for name, value in figures.items():
+        record_figure(f"serve live: {name}", value)
+
+
 def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
     tmp_path: Path,
 ) -> None:
