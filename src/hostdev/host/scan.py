@@ -63,7 +63,8 @@ class _Accumulator:
     vf_positions: dict[PciAddress, tuple[PciAddress, int]] = field(default_factory=dict)
     previous: Mapping[PciAddress, PciDevice] = field(default_factory=dict)
     known_vfs: set[str] = field(default_factory=set)
-    # /dev/vfio/devices: before 6.6 a vfio-pci device has vfio-dev/vfioN but no node to open
+    # /dev/vfio/devices: a vfio-dev/vfioN entry has a node only with VFIO device cdevs (6.6+,
+    # built with iommufd; Debian's 6.1 and 6.12 list the entries without nodes)
     cdev_nodes: frozenset[str] = frozenset()
 
     def address(self, name: str) -> PciAddress:

@@ -290,7 +290,7 @@ class FakeHost(NodeTree):
     def _attach_vfio(self, func: _Func) -> None:
         cdev = f"vfio{self._next_cdev}"
         self._next_cdev += 1
-        self._put(f"sys/{func.path}/vfio-dev/{cdev}/uevent", "")  # 6.1+, a node only on 6.6+
+        self._put(f"sys/{func.path}/vfio-dev/{cdev}/uevent", "")  # 6.1+; a node needs cdevs (6.6+)
         if self.cdev:
             self._expose_cdev(func, cdev)
         if func.group is not None:
