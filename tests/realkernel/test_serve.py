@@ -1,11 +1,13 @@
-"""`hostdev serve` on the real kernel, driven by the kubelet simulator: Allocate, health, rescan.
+"""`hostdev serve` on the real kernel, driven by the kubelet simulator (with PodResources).
 
-The three e1000e NICs are moved to vfio-pci (raw sysfs writes), so the plugin serves them with
-no config as devices.kubevirt.io/8086_10d3. A pod's Allocate answers must name the kernel's
-own VFIO nodes for the devices' real groups, groups the kernel calls viable. Removing one NIC
-from the bus and unbinding another must each take one device out of Allocatable (Unhealthy,
-or gone) within HEALTH_BOUND_S; a PCI rescan brings the removed device back and, once on
-vfio-pci again, healthy.
+Most scenarios move the three e1000e NICs to vfio-pci (raw sysfs writes), so the plugin serves
+them with no config as devices.kubevirt.io/8086_10d3. Allocate answers must name only the
+kernel's own VFIO nodes for the devices' real groups, groups the kernel calls viable, and
+KubeVirt's variable their addresses (NICs, two VFs of the NVMe PF). The daemon's other work
+meets the real kernel too: `bind: onStart` (and its guard for an interface in use), group
+accounting on the shared group 13, `reset: true` through sysfs `reset`, VFs that come and go
+while it serves, and health: a removed or unbound NIC leaves Allocatable within
+HEALTH_BOUND_S, and a PCI rescan brings it back.
 """
 
 from __future__ import annotations
