@@ -37,6 +37,7 @@ from .guest import (
     bind_raw,
     driver_of,
     group_viable,
+    hostdev,
     record_figure,
     require,
     require_flag,
@@ -217,7 +218,7 @@ def bind_on_start(config: Path) -> Any:
     return scenario
 
 
-def test_serve_binds_on_start_every_selected_nic_but_the_one_in_use(tmp_path: Path) -> None:
+def test_serve_binds_on_start_all_but_the_nic_in_use_and_restore_undoes_it(tmp_path: Path) -> None:
     require("serve")
     assert [driver_of(address) for address in E1000E] == ["e1000e"] * 3
     config = tmp_path / "hostdev.yaml"
@@ -236,6 +237,10 @@ def test_serve_binds_on_start_every_selected_nic_but_the_one_in_use(tmp_path: Pa
     assert "192.0.2.10/24" in address  # the host kept its interface
     refusal = [line for line in log.read_text().splitlines() if E1000E[2] in line]
     assert any("refused" in line and ifname in line for line in refusal), refusal
+    # the daemon recorded what it changed in the CLI's default state file
+    restored = hostdev("restore", "--all")
+    assert restored.returncode == 0, restored.stderr
+    assert [driver_of(a) for a in E1000E] == ["e1000e"] * 3
 
 
 def resource_of(address: str) -> str:
