@@ -26,8 +26,17 @@ import pytest
 SYS_PCI = Path("/sys/bus/pci")
 IOMMU_GROUPS = Path("/sys/kernel/iommu_groups")
 HOSTDEV = (sys.executable, "-m", "hostdev.cli.main")
-VFIO_GROUP_GET_STATUS = 0x3B67  # _IO(';', 100 + 3)
+# linux/vfio.h: _IO(';', 100 + n)
+VFIO_GET_API_VERSION = 0x3B64
+VFIO_CHECK_EXTENSION = 0x3B65
+VFIO_SET_IOMMU = 0x3B66
+VFIO_GROUP_GET_STATUS = 0x3B67
+VFIO_GROUP_SET_CONTAINER = 0x3B68
+VFIO_GROUP_GET_DEVICE_FD = 0x3B6A
+VFIO_DEVICE_GET_INFO = 0x3B6B
 VFIO_GROUP_FLAGS_VIABLE = 1
+VFIO_TYPE1_IOMMU, VFIO_TYPE1V2_IOMMU = 1, 3
+VFIO_DEVICE_FLAGS_PCI = 2
 
 # The reference topology built by harness/run-in-guest (docs/realkernel.md).
 SHARED_GROUP = 13
@@ -185,6 +194,38 @@ def vfio_cdevs(address: str) -> list[str]:
     entries without a node), sorted."""
     listed = (SYS_PCI / "devices" / address / "vfio-dev").glob("vfio*")
     return sorted(p.name for p in listed if os.path.exists(f"/dev/vfio/devices/{p.name}"))
+
+
+@dataclass(frozen=True)
+class VfioDeviceInfo:
+    """What VFIO_DEVICE_GET_INFO says of a device a VMM opened."""
+
+    flags: int
+    regions: int
+    irqs: int
+
+
+def vmm_open_device(container_node: str, group_node: str, address: str) -> VfioDeviceInfo:
+    """Do what a VMM (QEMU) does with the nodes and the address a pod was given: attach the
+    group to a type1 container, get the device's fd by its address, ask for its info."""
+    container = os.open(container_node, os.O_RDWR)
+    group = os.open(group_node, os.O_RDWR)
+    try:
+        assert fcntl.ioctl(container, VFIO_GET_API_VERSION) == 0
+        v2 = fcntl.ioctl(container, VFIO_CHECK_EXTENSION, VFIO_TYPE1V2_IOMMU)
+        fcntl.ioctl(group, VFIO_GROUP_SET_CONTAINER, bytearray(struct.pack("i", container)))
+        fcntl.ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU if v2 else VFIO_TYPE1_IOMMU)
+        device = fcntl.ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bytearray(address.encode() + b"\0"))
+        try:
+            info = bytearray(struct.pack("IIII", 16, 0, 0, 0))
+            fcntl.ioctl(device, VFIO_DEVICE_GET_INFO, info)
+        finally:
+            os.close(device)
+    finally:
+        os.close(group)
+        os.close(container)
+    _argsz, flags, regions, irqs = struct.unpack("IIII", info)
+    return VfioDeviceInfo(flags, regions, irqs)
 
 
 def write_sysfs(path: Path, value: str) -> None:

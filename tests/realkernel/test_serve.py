@@ -34,6 +34,7 @@ from .guest import (
     RTL8139,
     SHARED_GROUP,
     SYS_PCI,
+    VFIO_DEVICE_FLAGS_PCI,
     bind_raw,
     driver_of,
     group_viable,
@@ -44,6 +45,7 @@ from .guest import (
     sysfs_groups,
     unbind_raw,
     vfio_cdevs,
+    vmm_open_device,
     write_sysfs,
 )
 
@@ -180,6 +182,9 @@ def test_allocate_hands_the_kernels_vfio_nodes_for_viable_groups(tmp_path: Path)
         assert allocated_specs(response) == kernel_nodes(address, group)
         assert group_viable(group)
         assert dict(response.envs) == {ENV_NAME: address}
+        # what the VMM in the container does with them: the device's own fd, through VFIO
+        info = vmm_open_device("/dev/vfio/vfio", f"/dev/vfio/{group}", response.envs[ENV_NAME])
+        assert info.flags & VFIO_DEVICE_FLAGS_PCI and info.regions >= 7 and info.irqs >= 1
     assert len(set(handed)) == 2  # each container got its own NIC
 
 
