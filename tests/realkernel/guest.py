@@ -205,25 +205,34 @@ class VfioDeviceInfo:
     irqs: int
 
 
-def vmm_open_device(container_node: str, group_node: str, address: str) -> VfioDeviceInfo:
-    """Do what a VMM (QEMU) does with the nodes and the address a pod was given: attach the
-    group to a type1 container, get the device's fd by its address, ask for its info."""
+def vmm_open_devices(container_node: str, devices: list[tuple[str, str]]) -> list[VfioDeviceInfo]:
+    """Do what a VMM (QEMU) does with the nodes and addresses a pod was given, for devices
+    given as (group node, address): attach every group to one type1 container, get each
+    device's fd by its address, ask for its info."""
     container = os.open(container_node, os.O_RDWR)
-    group = os.open(group_node, os.O_RDWR)
+    groups = [os.open(group_node, os.O_RDWR) for group_node, _ in devices]
     try:
         assert fcntl.ioctl(container, VFIO_GET_API_VERSION) == 0
         v2 = fcntl.ioctl(container, VFIO_CHECK_EXTENSION, VFIO_TYPE1V2_IOMMU)
-        fcntl.ioctl(group, VFIO_GROUP_SET_CONTAINER, bytearray(struct.pack("i", container)))
-        fcntl.ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU if v2 else VFIO_TYPE1_IOMMU)
-        device = fcntl.ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bytearray(address.encode() + b"\0"))
-        try:
-            info = bytearray(struct.pack("IIII", 16, 0, 0, 0))
-            fcntl.ioctl(device, VFIO_DEVICE_GET_INFO, info)
-        finally:
-            os.close(device)
+        for index, group in enumerate(groups):
+            fcntl.ioctl(group, VFIO_GROUP_SET_CONTAINER, bytearray(struct.pack("i", container)))
+            if index == 0:  # the IOMMU type is set once, after the first group is in
+                iommu = VFIO_TYPE1V2_IOMMU if v2 else VFIO_TYPE1_IOMMU
+                fcntl.ioctl(container, VFIO_SET_IOMMU, iommu)
+        addresses = [address for _, address in devices]
+        return [_device_info(group, a) for group, a in zip(groups, addresses, strict=True)]
     finally:
-        os.close(group)
-        os.close(container)
+        for fd in (*groups, container):
+            os.close(fd)
+
+
+def _device_info(group: int, address: str) -> VfioDeviceInfo:
+    device = fcntl.ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bytearray(address.encode() + b"\0"))
+    try:
+        info = bytearray(struct.pack("IIII", 16, 0, 0, 0))
+        fcntl.ioctl(device, VFIO_DEVICE_GET_INFO, info)
+    finally:
+        os.close(device)
     _argsz, flags, regions, irqs = struct.unpack("IIII", info)
     return VfioDeviceInfo(flags, regions, irqs)
 

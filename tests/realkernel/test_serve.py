@@ -35,6 +35,7 @@ from .guest import (
     SHARED_GROUP,
     SYS_PCI,
     VFIO_DEVICE_FLAGS_PCI,
+    VfioDeviceInfo,
     bind_raw,
     driver_of,
     group_viable,
@@ -45,7 +46,7 @@ from .guest import (
     sysfs_groups,
     unbind_raw,
     vfio_cdevs,
-    vmm_open_device,
+    vmm_open_devices,
     write_sysfs,
 )
 
@@ -132,6 +133,11 @@ def kernel_nodes(address: str, group: int) -> dict[str, str]:
     return dict.fromkeys(nodes, "mrw")
 
 
+def is_pci_device(info: VfioDeviceInfo) -> bool:
+    """VFIO's info for a PCI function: the PCI flag, the BAR, ROM and config regions, IRQs."""
+    return bool(info.flags & VFIO_DEVICE_FLAGS_PCI) and info.regions >= 8 and info.irqs >= 1
+
+
 def allocated_specs(response: Any) -> dict[str, str]:
     """A ContainerAllocateResponse's device nodes: host path → permissions, each checked as a
     character device of the guest's /dev, mounted at the same path in the container, once."""
@@ -183,8 +189,9 @@ def test_allocate_hands_the_kernels_vfio_nodes_for_viable_groups(tmp_path: Path)
         assert group_viable(group)
         assert dict(response.envs) == {ENV_NAME: address}
         # what the VMM in the container does with them: the device's own fd, through VFIO
-        info = vmm_open_device("/dev/vfio/vfio", f"/dev/vfio/{group}", response.envs[ENV_NAME])
-        assert info.flags & VFIO_DEVICE_FLAGS_PCI and info.regions >= 7 and info.irqs >= 1
+        address = response.envs[ENV_NAME]
+        opened = vmm_open_devices("/dev/vfio/vfio", [(f"/dev/vfio/{group}", address)])
+        assert all(is_pci_device(info) for info in opened)
     assert len(set(handed)) == 2  # each container got its own NIC
 
 
@@ -316,6 +323,9 @@ def test_allocate_hands_two_vfs_their_own_groups_and_both_addresses(tmp_path: Pa
     assert allocated_specs(response) == expected
     env = "PCI_RESOURCE_" + resource_of(NVME_PF).upper().replace("/", "_").replace(".", "_")
     assert dict(response.envs) == {env: ",".join(devices)}
+    # a VM with both: their two groups in one VFIO container, each device reachable
+    to_open = [(f"/dev/vfio/{groups[vf]}", vf) for vf in response.envs[env].split(",")]
+    assert all(is_pci_device(info) for info in vmm_open_devices("/dev/vfio/vfio", to_open))
 
 
 RESET_CONFIG = """
