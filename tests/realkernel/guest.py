@@ -190,8 +190,8 @@ def group_viable(group: int) -> bool:
 
 
 def vfio_cdevs(address: str) -> list[str]:
-    """The device's iommufd char devices that /dev has (kernel 6.6+; 6.1-6.5 list vfio-dev
-    entries without a node), sorted."""
+    """The device's iommufd char devices that /dev has, sorted: only kernels from 6.6 built
+    with iommufd have them; others from 6.1 on list vfio-dev entries without a node."""
     listed = (SYS_PCI / "devices" / address / "vfio-dev").glob("vfio*")
     return sorted(p.name for p in listed if os.path.exists(f"/dev/vfio/devices/{p.name}"))
 
