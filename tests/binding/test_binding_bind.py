@@ -121,6 +121,34 @@ def test_failed_rollback_keeps_records_for_restore(host, options, state_file):
     assert records(state_file) == {}
 
 
+class LettingGoWriter(FakeKernelWriter):
+    """The device's driver lets go of it just before our unbind (a new VF whose probe fails
+    meanwhile, as QEMU's NVMe VFs do): the kernel then refuses the unbind with ENODEV."""
+
+    def write(self, path: str, value: str) -> None:
+        if path.endswith("/unbind") and self.host.driver_of(value) is not None:
+            self.host.unbind(value)
+        super().write(path, value)
+
+
+def test_bind_goes_on_when_the_driver_let_go_before_the_unbind(host, options, state_file):
+    writer = LettingGoWriter(host)
+    result = bind_devices(host.fs, writer, addrs(NVME), options)
+    assert result.ok, result.to_json()
+    assert host.driver_of(NVME) == "vfio-pci"
+    assert records(state_file)[NVME]["driver"] == "nvme"  # the original driver, for restore
+
+
+def test_an_unbind_refused_while_the_driver_still_holds_the_device_fails_the_run(
+    host, options, state_file
+):
+    before = bindings(host)
+    writer = FakeKernelWriter(host, fail_on={"/unbind": errno.ENODEV})
+    result = bind_devices(host.fs, writer, addrs(NVME), options)
+    assert not result.ok and result.devices[0].action == "failed"
+    assert bindings(host) == before
+
+
 class SimulatedCrash(BaseException):
     """Stands for kill -9: nothing catches it, no rollback runs."""
 

@@ -10,6 +10,7 @@ can finish the job. Restore handles devices one by one: one failure does not sto
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from hostdev.binding.plan import (
     plan_unbind,
 )
 from hostdev.binding.state import DEFAULT_STATE_FILE, DeviceRecord, StateFile, now_utc
-from hostdev.errors import DeviceNotFoundError, HostdevError
+from hostdev.errors import DeviceNotFoundError, HostdevError, HostWriteError
 from hostdev.host.fs import HostFS, exists
 from hostdev.host.model import VFIO_PCI, Host, PciAddress
 from hostdev.host.scan import scan_host
@@ -118,7 +119,11 @@ class Run:
 
     def write_all(self, writes: Sequence[Write]) -> None:
         for w in writes:
-            self.writer.write(w.path, w.value)
+            try:
+                self.writer.write(w.path, w.value)
+            except HostWriteError as err:
+                if not _driver_let_go(self.fs, w, err):
+                    raise
 
     def original(self, address: PciAddress) -> Binding:
         device = self.host.devices[address]
@@ -128,6 +133,15 @@ class Run:
         self.result.devices.append(item)
         if self.options.progress is not None:
             self.options.progress(item, len(self.result.devices), total)
+
+
+def _driver_let_go(fs: HostFS, write: Write, err: HostWriteError) -> bool:
+    """Whether the kernel refused an unbind (ENODEV) because that driver had already let go
+    of the device, e.g. a new VF whose probe failed meanwhile: what the write was for is done."""
+    path = Path(write.path)
+    if err.errno != errno.ENODEV or path.name != "unbind" or path.parent.parent.name != "drivers":
+        return False
+    return current_binding(fs, PciAddress.parse(write.value)).driver != path.parent.name
 
 
 def start_run(fs: HostFS, writer: HostWriter, command: str, options: BindOptions) -> Run:
