@@ -7,6 +7,7 @@ to the guest's real /sys and /dev and is only called from tests marked `guest`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -248,7 +249,9 @@ def bind_raw(address: str, driver: str) -> None:
     device = SYS_PCI / "devices" / address
     write_sysfs(device / "driver_override", driver)
     if driver_of(address) not in (None, driver):
-        write_sysfs(device / "driver" / "unbind", address)
+        # its driver may let go meanwhile (a new VF whose nvme probe fails): nothing to unbind
+        with contextlib.suppress(FileNotFoundError):
+            write_sysfs(device / "driver" / "unbind", address)
     write_sysfs(SYS_PCI / "drivers_probe", address)
 
 
