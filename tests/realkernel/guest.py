@@ -246,19 +246,18 @@ def write_sysfs(path: Path, value: str) -> None:
 
 def bind_raw(address: str, driver: str) -> None:
     """Move a device to DRIVER with driver_override + unbind + drivers_probe (test set-up)."""
-    device = SYS_PCI / "devices" / address
-    write_sysfs(device / "driver_override", driver)
+    write_sysfs(SYS_PCI / "devices" / address / "driver_override", driver)
     if driver_of(address) not in (None, driver):
-        # its driver may let go meanwhile (a new VF whose nvme probe fails): nothing to unbind
-        with contextlib.suppress(FileNotFoundError):
-            write_sysfs(device / "driver" / "unbind", address)
+        unbind_raw(address)
     write_sysfs(SYS_PCI / "drivers_probe", address)
 
 
 def unbind_raw(address: str) -> None:
     """Leave a device without any driver."""
-    if driver_of(address) is not None:
-        write_sysfs(SYS_PCI / "devices" / address / "driver" / "unbind", address)
+    # its driver may let go meanwhile (a new VF whose nvme probe fails): nothing to unbind
+    with contextlib.suppress(FileNotFoundError):
+        if driver_of(address) is not None:
+            write_sysfs(SYS_PCI / "devices" / address / "driver" / "unbind", address)
 
 
 def snapshot_drivers() -> dict[str, str | None]:
