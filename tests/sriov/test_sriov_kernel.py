@@ -166,6 +166,31 @@ def test_wait_settles_when_no_driver_comes(nic: FakeHost) -> None:
     assert 1.0 <= slow.now < 2.0
 
 
+class FailingProbe(SlowDrivers):
+    """A VF's driver binds on the first poll and gives it up two polls later (its probe
+    failed, as nvme's does on the real-kernel guest's VFs)."""
+
+    polls = 0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += 0.3
+        self.polls += 1
+        if self.polls == 1:
+            self.host.bind(self.pending[0], "nvme")
+        elif self.polls == 3:
+            self.host.unbind(self.pending[0])
+
+
+def test_wait_outlasts_a_driver_that_gives_the_vf_up(nic: FakeHost) -> None:
+    vfs = nic.create_vfs(str(PF0), 1)
+    slow = FailingProbe(nic, vfs, None)
+    seen: list[VfProgress] = []
+    waiter = Waiter(timeout=10, settle=1.0, clock=slow.clock, sleep=slow.sleep)
+    final = waiter.wait(nic.fs, PF0, 1, expect_drivers=True, on_progress=seen.append)
+    assert [p.bound for p in seen] == [0, 1, 0]
+    assert final == VfProgress(1, 0, 1)
+
+
 def test_wait_times_out_with_counts(nic: FakeHost) -> None:
     slow = SlowDrivers(nic, [], None)
     waiter = Waiter(timeout=2, clock=slow.clock, sleep=slow.sleep)
