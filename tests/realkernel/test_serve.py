@@ -305,12 +305,11 @@ async def allocate_both_vfs(plugin_dir: Path, log: Path) -> tuple[list[str], Any
 
 
 def test_allocate_hands_two_vfs_their_own_groups_and_both_addresses(tmp_path: Path) -> None:
-    require("serve")
-    subprocess.run(["modprobe", "vfio-pci"], check=True)
-    write_sysfs(SYS_PCI / "devices" / NVME_PF / "sriov_numvfs", "2")
+    require("serve", "sriov")
+    state = str(tmp_path / "state.json")
+    created = hostdev("sriov", "set", NVME_PF, "2", "--bind", "vfio-pci", "--state-file", state)
+    assert created.returncode == 0, created.stderr
     vfs = sorted(link.resolve().name for link in (SYS_PCI / "devices" / NVME_PF).glob("virtfn*"))
-    for vf in vfs:
-        bind_raw(vf, "vfio-pci")
     log = tmp_path / "serve.log"
     devices, response = serve_session(allocate_both_vfs, log, nics_on_vfio=False)
     assert sorted(devices) == vfs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .guest import (
@@ -9,6 +11,7 @@ from .guest import (
     SYS_PCI,
     bind_raw,
     driver_of,
+    group_viable,
     hostdev,
     hostdev_json,
     require,
@@ -74,3 +77,28 @@ def test_list_describes_vfs_on_vfio_pci_unbound_and_as_created_as_sysfs_does() -
             device["vfio_cdev"],
         ) == expected, vf
     assert listed[vfs[0]]["driver"] == "vfio-pci" and listed[vfs[1]]["driver"] is None
+
+
+@pytest.mark.parametrize(
+    "autoprobe",
+    ["--autoprobe", "--no-autoprobe"],
+    ids=["vfs-probed-by-nvme-first", "vfs-created-without-driver"],
+)
+def test_sriov_set_with_bind_puts_every_new_vf_on_vfio_pci(tmp_path: Path, autoprobe: str) -> None:
+    """Seed 003's recipe in one command: create VFs and hand them to vfio-pci. With autoprobe
+    on, nvme probes each new VF and gives up about half a second later, racing the bind."""
+    require("sriov")
+    state = tmp_path / "state.json"
+    created = hostdev(
+        "sriov", "set", NVME_PF, "3", "--bind", "vfio-pci", autoprobe, "--state-file", str(state)
+    )
+    assert created.returncode == 0, created.stderr
+    vfs = virtual_functions()
+    assert len(vfs) == 3 and all(driver_of(vf) == "vfio-pci" for vf in vfs)
+    assert all(group_viable(group) for vf, group in sysfs_groups().items() if vf in vfs)
+    removed = hostdev("sriov", "set", NVME_PF, "0", "--state-file", str(state))
+    assert removed.returncode == 0, removed.stderr
+    assert virtual_functions() == []
+    assert "forgot the binding records of 3 removed VFs" in removed.stdout
+    restored = hostdev("restore", "--all", "--state-file", str(state))
+    assert restored.returncode == 0, restored.stderr  # nothing left that cannot be restored

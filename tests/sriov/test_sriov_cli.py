@@ -109,6 +109,25 @@ def test_set_and_unset_like_the_real_kernel_test(
     assert code == 0 and num_vfs(nvme, NVME_PF) == 0
 
 
+def test_removing_bound_vfs_forgets_their_binding_records(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    nvme: FakeHost,
+    tmp_path: Path,
+) -> None:
+    """`restore --all` must not fail for ever on VFs that no longer exist."""
+    fake_kernel(monkeypatch, nvme)
+    code, _, err = run(capsys, nvme, "sriov", "set", NVME_PF, "2", "--bind", VFIO_PCI)
+    assert code == 0, err
+    state = tmp_path / "state.json"
+    assert len(json.loads(state.read_text())["devices"]) == 2
+    code, out, err = run(capsys, nvme, "sriov", "set", NVME_PF, "0")
+    assert code == 0, err
+    assert "forgot the binding records of 2 removed VFs" in out
+    assert json.loads(state.read_text())["devices"] == {}
+    assert run(capsys, nvme, "restore", "--all")[0] == 0
+
+
 def test_set_without_pf_driver_exits_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, nvme: FakeHost
 ) -> None:

@@ -149,10 +149,27 @@ def run_set(args: argparse.Namespace) -> int:
         sriov.execute(fs, writer, [action])
         if isinstance(action, sriov.SetNumVfs) and action.count:
             _wait(fs, pf.address, action.count, args, autoprobe_on(pf, args))
+    if pf.sriov is not None and any(isinstance(a, sriov.SetNumVfs) for a in actions):
+        _forget_vfs([str(vf) for vf in pf.sriov.vfs], args)
     if args.bind and args.count and not _bind_vfs(fs, writer, pf.address, args):
         return 1
     print(f"PF {name}: {args.count} VFs")
     return 0
+
+
+def _forget_vfs(vfs: list[str], args: argparse.Namespace) -> None:
+    """Drop the binding records of VFs the kernel removed: every VF there was is gone once
+    sriov_numvfs changed (through 0), and one at the same address later is a new device."""
+    from hostdev.binding.state import DEFAULT_STATE_FILE, StateFile
+
+    path = Path(args.state_file or DEFAULT_STATE_FILE)
+    if not vfs or not path.exists():
+        return
+    with StateFile(path).locked() as state:
+        recorded = [vf for vf in vfs if vf in state.records]
+        state.drop(recorded)
+    if recorded:
+        print(f"forgot the binding records of {len(recorded)} removed VFs")
 
 
 def _bind_vfs(fs: Any, writer: Any, pf: Any, args: argparse.Namespace) -> bool:
