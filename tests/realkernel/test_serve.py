@@ -319,7 +319,7 @@ def test_allocate_hands_two_vfs_their_own_groups_and_both_addresses(tmp_path: Pa
         expected |= kernel_nodes(vf, groups[vf])
         assert group_viable(groups[vf])
     assert allocated_specs(response) == expected
-    env = "PCI_RESOURCE_" + resource_of(NVME_PF).upper().replace("/", "_").replace(".", "_")
+    env = "PCI_RESOURCE_DEVICES_KUBEVIRT_IO_1B36_0010"  # KubeVirt's name for the VFs' resource
     assert dict(response.envs) == {env: ",".join(devices)}
     # a VM with both: their two groups in one VFIO container, each device reachable
     to_open = [(f"/dev/vfio/{groups[vf]}", vf) for vf in response.envs[env].split(",")]
