@@ -101,12 +101,14 @@ def test_kernel_elf_main_writes_the_payload(kernel_elf: ModuleType, tmp_path: Pa
     assert kernel_elf.main([]) == 2
 
 
-def run_harness(*args: str, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
+def run_harness(
+    *args: str, as_nobody: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run harness/run-in-guest with arguments that make it stop before doing anything."""
     command = [str(HARNESS / "run-in-guest"), *args]
     if as_nobody:
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
 
 
 @pytest.mark.skipif(
@@ -122,3 +124,10 @@ def test_harness_rejects_unknown_arguments() -> None:
     result = run_harness("--bogus")
     assert result.returncode == 2
     assert "unknown argument '--bogus'" in result.stderr
+
+
+def test_harness_rejects_a_suite_that_is_not_a_name() -> None:
+    """The suite names a cache folder and an apt source: nothing else may pass."""
+    result = run_harness("--setup", env={**os.environ, "HOSTDEV_REALKERNEL_SUITE": "../x"})
+    assert result.returncode == 2
+    assert "'../x' is not a suite name" in result.stderr
