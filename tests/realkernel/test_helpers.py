@@ -102,10 +102,13 @@ def test_kernel_elf_main_writes_the_payload(kernel_elf: ModuleType, tmp_path: Pa
 
 
 def run_harness(
-    *args: str, as_nobody: bool = False, env: dict[str, str] | None = None
+    *args: str,
+    as_nobody: bool = False,
+    env: dict[str, str] | None = None,
+    script: str = "run-in-guest",
 ) -> subprocess.CompletedProcess[str]:
-    """Run harness/run-in-guest with arguments that make it stop before doing anything."""
-    command = [str(HARNESS / "run-in-guest"), *args]
+    """Run a harness script with arguments that make it stop before doing anything."""
+    command = [str(HARNESS / script), *args]
     if as_nobody:
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
@@ -114,10 +117,27 @@ def run_harness(
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
 )
-def test_harness_refuses_to_run_without_root() -> None:
-    result = run_harness("--setup", as_nobody=True)
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [("run-in-guest", ("--setup",)), ("build-iommufd-kernel", ())],
+    ids=["run-in-guest", "build-iommufd-kernel"],
+)
+def test_harness_refuses_to_run_without_root(script: str, args: tuple[str, ...]) -> None:
+    result = run_harness(*args, as_nobody=True, script=script)
     assert result.returncode == 2
     assert "must run as root" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_kernel_build_leaves_a_built_kernel_alone(tmp_path: Path) -> None:
+    """A cache that holds a built kernel is used as it is: nothing installed, fetched or built."""
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / ".version").write_text("6.12.107-iommufd\n")
+    env = {**os.environ, "HOSTDEV_REALKERNEL_CACHE": str(tmp_path)}
+    result = run_harness(env=env, script="build-iommufd-kernel")
+    assert result.returncode == 0, result.stderr
+    assert "already built: 6.12.107-iommufd" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel"]
 
 
 def test_harness_rejects_unknown_arguments() -> None:
