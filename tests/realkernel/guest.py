@@ -35,6 +35,9 @@ VFIO_GROUP_GET_STATUS = 0x3B67
 VFIO_GROUP_SET_CONTAINER = 0x3B68
 VFIO_GROUP_GET_DEVICE_FD = 0x3B6A
 VFIO_DEVICE_GET_INFO = 0x3B6B
+VFIO_DEVICE_BIND_IOMMUFD = 0x3B76  # the cdev ioctls: 6.6+
+VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3B77
+IOMMU_IOAS_ALLOC = 0x3B81  # linux/iommufd.h: _IO(';', 0x81)
 VFIO_GROUP_FLAGS_VIABLE = 1
 VFIO_TYPE1_IOMMU, VFIO_TYPE1V2_IOMMU = 1, 3
 VFIO_DEVICE_FLAGS_PCI = 2
@@ -227,13 +230,37 @@ def vmm_open_devices(container_node: str, devices: list[tuple[str, str]]) -> lis
             os.close(fd)
 
 
+def vmm_open_cdev(iommu_node: str, cdev_node: str) -> VfioDeviceInfo:
+    """Do what a VMM with an iommufd backend (QEMU's `-object iommufd`) does with a device's
+    cdev, no group node involved: bind it to an iommufd, attach it to a new I/O address
+    space, ask for its info."""
+    iommufd = os.open(iommu_node, os.O_RDWR)
+    try:
+        device = os.open(cdev_node, os.O_RDWR)
+        try:
+            fcntl.ioctl(device, VFIO_DEVICE_BIND_IOMMUFD, struct.pack("IIiI", 16, 0, iommufd, 0))
+            ioas = bytearray(struct.pack("III", 12, 0, 0))
+            fcntl.ioctl(iommufd, IOMMU_IOAS_ALLOC, ioas)
+            attach = struct.pack("III", 12, 0, struct.unpack("III", ioas)[2])
+            fcntl.ioctl(device, VFIO_DEVICE_ATTACH_IOMMUFD_PT, attach)
+            return _info_of(device)
+        finally:
+            os.close(device)
+    finally:
+        os.close(iommufd)
+
+
 def _device_info(group: int, address: str) -> VfioDeviceInfo:
     device = fcntl.ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bytearray(address.encode() + b"\0"))
     try:
-        info = bytearray(struct.pack("IIII", 16, 0, 0, 0))
-        fcntl.ioctl(device, VFIO_DEVICE_GET_INFO, info)
+        return _info_of(device)
     finally:
         os.close(device)
+
+
+def _info_of(device: int) -> VfioDeviceInfo:
+    info = bytearray(struct.pack("IIII", 16, 0, 0, 0))
+    fcntl.ioctl(device, VFIO_DEVICE_GET_INFO, info)
     _argsz, flags, regions, irqs = struct.unpack("IIII", info)
     return VfioDeviceInfo(flags, regions, irqs)
 

@@ -46,6 +46,7 @@ from .guest import (
     sysfs_groups,
     unbind_raw,
     vfio_cdevs,
+    vmm_open_cdev,
     vmm_open_devices,
     write_sysfs,
 )
@@ -192,6 +193,21 @@ def test_allocate_hands_the_kernels_vfio_nodes_for_viable_groups(tmp_path: Path)
         to_open = [(f"/dev/vfio/{group}", response.envs[ENV_NAME])]
         assert all(is_pci_device(info) for info in vmm_open_devices("/dev/vfio/vfio", to_open))
     assert len(set(handed)) == 2  # each container got its own NIC
+
+
+def test_a_vmm_opens_the_allocated_cdev_through_iommufd_alone(tmp_path: Path) -> None:
+    """Where the kernel has VFIO device cdevs (6.6+ built with iommufd), Allocate hands
+    /dev/iommu and each device's cdev, and a VMM with an iommufd backend needs no more."""
+    require("serve")
+    subprocess.run(["modprobe", "vfio-pci"], check=True)
+    bind_raw(E1000E[0], "vfio-pci")
+    if not (vfio_cdevs(E1000E[0]) and os.path.exists("/dev/iommu")):
+        pytest.skip("this kernel has no VFIO device cdevs (6.6+ built with CONFIG_IOMMUFD)")
+    answers = serve_session(allocate_two_containers, tmp_path / "serve.log")
+    for devices, response in answers.values():
+        cdev = f"/dev/vfio/devices/{vfio_cdevs(devices[0])[0]}"
+        assert {"/dev/iommu", cdev} <= allocated_specs(response).keys()
+        assert is_pci_device(vmm_open_cdev("/dev/iommu", cdev))
 
 
 NIC_RESOURCE = "example.com/nic"
