@@ -92,7 +92,8 @@ async def start_plugin(sim: KubeletSimulator, host: FakeHost) -> AsyncIterator[S
         )
         started.append(node)
         await node.start()
-        await asyncio.wait_for(node.wait_registered(), WAIT_S)
+        async with asyncio.timeout(WAIT_S):
+            await node.wait_registered()
         return Plugin(node, accounting, reconciler)
 
     yield start
@@ -103,9 +104,8 @@ async def start_plugin(sim: KubeletSimulator, host: FakeHost) -> AsyncIterator[S
 async def named(plugin: Plugin) -> None:
     """Wait for the reconcile that follows an Allocate to learn the pod's name."""
     while plugin.accounting.ledger.pending:
-        await asyncio.wait_for(
-            plugin.reconciler.wait_reconciled(plugin.reconciler.attempts + 1), WAIT_S
-        )
+        async with asyncio.timeout(WAIT_S):
+            await plugin.reconciler.wait_reconciled(plugin.reconciler.attempts + 1)
 
 
 async def settle(sim: KubeletSimulator, plugin: Plugin, **allocatable: int) -> None:

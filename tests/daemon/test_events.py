@@ -95,6 +95,23 @@ async def test_coalescer_reports_how_long_a_run_takes() -> None:
         await coalescer.stop()
 
 
+async def test_coalescer_stops_when_a_poke_lands_with_the_stop() -> None:
+    """The stop's cancellation and a poke arrive in the same loop turn: the loop still ends.
+    Python 3.11's asyncio.wait_for returned the poke instead and the loop waited for its
+    600 s backstop, stop() with it (found by `make bench` hanging in a daemon's shutdown)."""
+
+    async def action(reasons: frozenset[str]) -> None:
+        return None
+
+    coalescer = Coalescer("rescan", action, debounce=0, backstop=600)
+    coalescer.start()
+    await asyncio.sleep(0)  # one loop turn: the coalescer now waits for a poke
+    coalescer.poke("x")
+    stopping = asyncio.create_task(coalescer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=30)  # bounds the hang this is about
+    assert done == {stopping} and not coalescer.running
+
+
 async def test_listener_filters_and_reads_every_datagram() -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     got: list[Uevent] = []

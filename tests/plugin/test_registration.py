@@ -223,7 +223,8 @@ async def test_a_dial_is_not_held_back_by_another_channels_refused_connect(short
     other = grpc.aio.insecure_channel(f"unix://{path.absolute()}", options=OWN_CONNECTION)
     server = grpc.aio.server()  # no services: any call that connects is UNIMPLEMENTED
     try:
-        await asyncio.wait_for(_failed_to_connect(other), 10)
+        async with asyncio.timeout(10):
+            await _failed_to_connect(other)
         refusing.close()
         path.unlink()
         server.add_insecure_port(f"unix://{path.absolute()}")

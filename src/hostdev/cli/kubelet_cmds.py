@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from hostdev.kubelet.constants import DEVICE_PLUGIN_DIR
 from hostdev.kubelet.inspect import DEFAULT_TIMEOUT_S, inspect_plugin
 from hostdev.kubelet.script import Step, load_script, run_script
 from hostdev.kubelet.simulator import KubeletSimulator
+from hostdev.waiting import wait_event
 
 
 def register(subparsers: Any) -> None:
@@ -93,8 +93,7 @@ async def drive(
     try:
         ok = await run_script(sim, steps, out) if steps is not None else True
         if duration is not None or steps is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration)
+            await wait_event(stop, duration)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)

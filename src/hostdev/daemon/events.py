@@ -9,7 +9,6 @@ after a wake-up) and the backstop interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -25,6 +24,7 @@ from hostdev.host.uevent import (
     open_uevent_socket,
     parse_uevent,
 )
+from hostdev.waiting import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +80,11 @@ class Coalescer:
         """Stop (a run in progress is cancelled)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.backstop)
-            except TimeoutError:
+            if not await wait_event(self._wake, self.backstop):
                 self._reasons.add("backstop")
             if self.debounce > 0:
                 await asyncio.sleep(self.debounce)

@@ -30,7 +30,8 @@ async def inspect_plugin(socket: Path, timeout: float = DEFAULT_TIMEOUT_S) -> di
     _check_socket(socket)
     async with grpc.aio.insecure_channel(f"unix://{socket.absolute()}") as channel:
         try:
-            await asyncio.wait_for(channel.channel_ready(), timeout)
+            async with asyncio.timeout(timeout):
+                await channel.channel_ready()
         except TimeoutError:
             raise PluginUnreachableError(
                 f"no device plugin answers on {socket} (waited {timeout:g}s)"
@@ -57,7 +58,8 @@ async def inspect_plugin(socket: Path, timeout: float = DEFAULT_TIMEOUT_S) -> di
 async def _first_device_list(stub: Any, timeout: float) -> list[Any]:
     call = stub.ListAndWatch(dp.Empty())
     try:
-        response = await asyncio.wait_for(call.read(), timeout)
+        async with asyncio.timeout(timeout):
+            response = await call.read()
     except TimeoutError:
         raise PluginUnreachableError(
             f"the plugin sent no device list within {timeout:g}s"

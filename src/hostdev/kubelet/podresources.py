@@ -10,7 +10,6 @@ everything it knew and everything allocated since (conservative) and `reachable`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from hostdev.allocation import Holder
 from hostdev.host import inotify
 from hostdev.kubelet.podlist import PodDevice, PodResourcesUnavailable, holdings, list_pod_devices
 from hostdev.ledger import AllocationLedger
+from hostdev.waiting import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 10.0
@@ -93,9 +93,7 @@ class Reconciler:
             self._watch.close()
             self._watch = None
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def poke(self, delay_s: float = 0.0) -> None:
@@ -127,8 +125,7 @@ class Reconciler:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            await wait_event(self._wake, self.interval_s)
             self._wake.clear()
             await self.reconcile_now()
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from hostdev.kubelet import constants
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
 from hostdev.kubelet.api import deviceplugin_pb2_grpc as pb_grpc
 from hostdev.kubelet.plugin import PluginServer
+from hostdev.waiting import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 RPC_TIMEOUT_S = 10.0
@@ -110,9 +110,7 @@ class Registrar:
     async def stop(self) -> None:
         """Stop the loop (the server is stopped by its owner)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def kubelet_started(self) -> None:
@@ -188,18 +186,14 @@ class Registrar:
         try:
             await asyncio.wait({attempt, woken}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # stopping: end the attempt too, and retrieve it
-            attempt.cancel()
-            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, OSError):
-                await attempt
+            await cancel_and_wait(attempt, grpc.aio.AioRpcError, OSError)
             raise
         finally:
             woken.cancel()
         if attempt.done() or not self._socket_lost:
             await attempt
             return True
-        attempt.cancel()
-        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-            await attempt
+        await cancel_and_wait(attempt, grpc.aio.AioRpcError)
         self._wake.clear()
         return False
 
@@ -210,8 +204,7 @@ class Registrar:
     async def _sleep_or_wake(self, delay: float | None) -> None:
         """Wait out the backoff (None: forever), cut short when the kubelet or our socket
         changes (the attempt loop then serves anew if our socket is gone)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        await wait_event(self._wake, delay)
         self._wake.clear()
 
 

@@ -317,7 +317,8 @@ class KubeletSimulator:
 
     async def _plugin_options(self, channel: grpc.aio.Channel, stub: Any) -> Any:
         try:
-            await asyncio.wait_for(channel.channel_ready(), self._dial_timeout)
+            async with asyncio.timeout(self._dial_timeout):
+                await channel.channel_ready()
         except TimeoutError:
             raise RegistrationRejected(
                 "failed to dial device plugin: context deadline exceeded"
