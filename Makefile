@@ -49,7 +49,7 @@ test-realkernel: $(STAMP)
 	tests/realkernel/harness/run-in-guest -- $(REALKERNEL_PYTEST_ARGS)
 
 # The same suite on Debian 13's kernel built here with iommufd and VFIO device cdevs, which
-# Debian's own builds lack (root; the first run builds the kernel: about 35 min on 2 vCPUs).
+# Debian's own builds lack (root; the first run builds the kernel: about 37 min on 2 vCPUs).
 IOMMUFD_CACHE ?= /var/cache/hostdev-realkernel/iommufd
 test-realkernel-iommufd: $(STAMP)
 	HOSTDEV_REALKERNEL_CACHE=$(IOMMUFD_CACHE) tests/realkernel/harness/build-iommufd-kernel
