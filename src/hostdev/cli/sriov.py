@@ -142,14 +142,15 @@ def run_set(args: argparse.Namespace) -> int:
     name = f"{pf.address}" + (f" ({pf.netdevs[0]})" if pf.netdevs else "")
     if isinstance(writer, RecordingWriter):
         return _dry_run(fs, writer, actions, args)
-    if not any(isinstance(a, sriov.SetNumVfs) for a in actions):
+    changes_count = any(isinstance(a, sriov.SetNumVfs) for a in actions)
+    if not changes_count:
         print(f"PF {name} already has {args.count} VFs")
     for action in actions:
         print(sriov.describe(action))
         sriov.execute(fs, writer, [action])
         if isinstance(action, sriov.SetNumVfs) and action.count:
             _wait(fs, pf.address, action.count, args, autoprobe_on(pf, args))
-    if pf.sriov is not None and any(isinstance(a, sriov.SetNumVfs) for a in actions):
+    if pf.sriov is not None and changes_count:
         _forget_vfs([str(vf) for vf in pf.sriov.vfs], args)
     if args.bind and args.count and not _bind_vfs(fs, writer, pf.address, args):
         return 1
@@ -160,9 +161,9 @@ def run_set(args: argparse.Namespace) -> int:
 def _forget_vfs(vfs: list[str], args: argparse.Namespace) -> None:
     """Drop the binding records of VFs the kernel removed: every VF there was is gone once
     sriov_numvfs changed (through 0), and one at the same address later is a new device."""
-    from hostdev.binding.state import DEFAULT_STATE_FILE, StateFile
+    from hostdev.binding.state import StateFile
 
-    path = Path(args.state_file or DEFAULT_STATE_FILE)
+    path = _state_file(args)
     if not vfs or not path.exists():
         return
     with StateFile(path).locked() as state:
@@ -172,11 +173,17 @@ def _forget_vfs(vfs: list[str], args: argparse.Namespace) -> None:
         print(f"forgot the binding records of {len(recorded)} removed VFs")
 
 
+def _state_file(args: argparse.Namespace) -> Path:
+    """--state-file, else the one `hostdev bind` uses (imported here: start-up stays light)."""
+    from hostdev.binding.state import DEFAULT_STATE_FILE
+
+    return Path(args.state_file or DEFAULT_STATE_FILE)
+
+
 def _bind_vfs(fs: Any, writer: Any, pf: Any, args: argparse.Namespace) -> bool:
     """Bind the PF's VFs with the binding engine (guards, state file, rollback)."""
     from hostdev import sriov
     from hostdev.binding.execute import BindOptions, bind_devices
-    from hostdev.binding.state import DEFAULT_STATE_FILE
     from hostdev.host.scan import scan_host
 
     host = scan_host(fs)
@@ -184,8 +191,7 @@ def _bind_vfs(fs: Any, writer: Any, pf: Any, args: argparse.Namespace) -> bool:
     if not todo:
         print(f"all VFs already on {args.bind}")
         return True
-    state_file = args.state_file or DEFAULT_STATE_FILE
-    options = BindOptions(state_file=state_file, progress=_bind_progress)
+    options = BindOptions(state_file=_state_file(args), progress=_bind_progress)
     result = bind_devices(fs, writer, todo, options)
     failed = [d for d in result.devices if not result.ok and d.reason]
     for device in failed:
