@@ -59,9 +59,15 @@ async def test_cancel_and_wait_drops_only_the_errors_it_is_told_to(
     assert task.done()
 
 
+async def _waits_for_ever(started: asyncio.Event) -> None:
+    started.set()
+    await asyncio.Event().wait()
+
+
 async def test_cancel_and_wait_ends_a_waiting_task_quietly() -> None:
-    task = asyncio.create_task(asyncio.Event().wait())
-    await asyncio.sleep(0)
+    started = asyncio.Event()
+    task = asyncio.create_task(_waits_for_ever(started))
+    await started.wait()
     await cancel_and_wait(task)
     assert task.cancelled()
 
@@ -71,15 +77,17 @@ async def test_the_callers_own_cancellation_goes_through() -> None:
     release = asyncio.Event()
     winding_down = asyncio.Event()
 
+    started = asyncio.Event()
+
     async def slow_to_stop() -> None:
         try:
-            await asyncio.Event().wait()
+            await _waits_for_ever(started)
         finally:
             winding_down.set()
             await release.wait()
 
     task = asyncio.create_task(slow_to_stop())
-    await asyncio.sleep(0)
+    await started.wait()
     stopper = asyncio.create_task(cancel_and_wait(task))
     await winding_down.wait()
     stopper.cancel()
