@@ -272,7 +272,10 @@ def write_sysfs(path: Path, value: str) -> None:
 
 
 def bind_raw(address: str, driver: str) -> None:
-    """Move a device to DRIVER with driver_override + unbind + drivers_probe (test set-up)."""
+    """Move a device to DRIVER with driver_override + unbind + drivers_probe (test set-up);
+    the driver's module is loaded first when the kernel does not have the driver yet."""
+    if not (SYS_PCI / "drivers" / driver).exists():
+        subprocess.run(["modprobe", driver], check=True)
     write_sysfs(SYS_PCI / "devices" / address / "driver_override", driver)
     if driver_of(address) not in (None, driver):
         unbind_raw(address)

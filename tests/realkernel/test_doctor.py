@@ -54,7 +54,6 @@ def test_doctor_finds_the_vfio_container_node_once_vfio_is_loaded() -> None:
 
 def test_doctor_reports_the_shared_group_viable_only_with_both_nics_on_vfio() -> None:
     require("doctor")
-    subprocess.run(["modprobe", "vfio-pci"], check=True)
     bind_raw(E1000, "vfio-pci")
     assert not group_viable(SHARED_GROUP)
     half_bound = shared_group_checks(hostdev_json("doctor"))

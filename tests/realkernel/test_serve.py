@@ -161,7 +161,6 @@ async def allocate_two_containers(plugin_dir: Path, log: Path) -> dict[str, Any]
 def serve_session(scenario_of: Any, log: Path, *, nics_on_vfio: bool = True) -> Any:
     """Run one scenario against `hostdev serve`, the e1000e NICs first put on vfio-pci."""
     if nics_on_vfio:
-        subprocess.run(["modprobe", "vfio-pci"], check=True)
         for address in E1000E:
             bind_raw(address, "vfio-pci")
         assert all(driver_of(address) == "vfio-pci" for address in E1000E)
@@ -199,7 +198,6 @@ def test_a_vmm_opens_the_allocated_cdev_through_iommufd_alone(tmp_path: Path) ->
     """Where the kernel has VFIO device cdevs (6.6+ built with iommufd), Allocate hands
     /dev/iommu and each device's cdev, and a VMM with an iommufd backend needs no more."""
     require("serve")
-    subprocess.run(["modprobe", "vfio-pci"], check=True)
     bind_raw(E1000E[0], "vfio-pci")
     if not (vfio_cdevs(E1000E[0]) and os.path.exists("/dev/iommu")):
         pytest.skip("this kernel has no VFIO device cdevs (6.6+ built with CONFIG_IOMMUFD)")
@@ -298,7 +296,6 @@ async def hold_one_of_the_shared_group(plugin_dir: Path, log: Path) -> dict[str,
 
 def test_serve_keeps_a_shared_groups_other_nic_from_a_second_pod(tmp_path: Path) -> None:
     require("serve")
-    subprocess.run(["modprobe", "vfio-pci"], check=True)
     for address in (E1000, RTL8139):
         bind_raw(address, "vfio-pci")
     assert group_viable(SHARED_GROUP)
@@ -373,7 +370,6 @@ def test_reset_before_start_works_where_the_kernel_can_reset_and_says_why_not_el
     tmp_path: Path,
 ) -> None:
     require("serve")
-    subprocess.run(["modprobe", "vfio-pci"], check=True)
     for address in (*E1000E, E1000, RTL8139):
         bind_raw(address, "vfio-pci")
     assert not (SYS_PCI / "devices" / RTL8139 / "reset").exists()  # no reset method at all
