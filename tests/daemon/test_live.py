@@ -265,6 +265,25 @@ async def test_plain_file_rewrite_reloads(tmp_path: Path, sockdir: Path) -> None
         await r.sim.wait_devices("example.com/geforce", 1)
 
 
+async def test_a_reload_of_options_alone_re_registers_with_them(
+    tmp_path: Path, sockdir: Path
+) -> None:
+    path = tmp_path / "hostdev.yaml"
+    path.write_text(ONE)
+    async with rig(tmp_path, sockdir, load_config(path), path) as r:
+        await r.sim.wait_devices("example.com/t4", 2)
+        registrations = r.sim.registration_count("example.com/t4")
+        tmp = tmp_path / ".hostdev.yaml.swp"
+        tmp.write_text(ONE + "    env: [sriov]\n    reset: true\n")
+        os.rename(tmp, path)
+        await r.sim.wait_for(lambda: r.sim.registration_count("example.com/t4") > registrations)
+        assert r.sim.options("example.com/t4").pre_start_required
+        pod = await r.sim.create_pod("vm", {"compute": {"example.com/t4": 1}})
+        envs = pod.response("compute", "example.com/t4").envs
+        assert list(envs) == ["PCIDEVICE_EXAMPLE_COM_T4"]
+        await r.sim.delete_pod("vm")
+
+
 async def test_metrics_and_healthz_over_http(tmp_path: Path, sockdir: Path) -> None:
     import asyncio
 

@@ -265,6 +265,30 @@ async def test_config_names_env_families_and_reset_option(
     assert prestart == pb.PreStartContainerResponse()
 
 
+async def test_a_reload_of_options_reaches_options_and_allocate_at_once(
+    kubelet: FakeKubelet,
+    make_node: NodeFactory,
+    gpu_host: FakeHost,
+    plugin_dir: Path,
+    short_dir: Path,
+) -> None:
+    served = "resources:\n- {name: example.com/t4, selectors: [{device: '10de:1eb8'}]}\n"
+    before, after = short_dir / "before.yaml", short_dir / "after.yaml"
+    before.write_text(served)
+    after.write_text(served.replace("}]}", "}], env: [sriov], reset: true}"))
+    node = make_node(gpu_host, load_config(before))
+    await node.start()
+    assert not (await kubelet.accepted.get()).options.pre_start_required
+    await node.reload(load_config(after))
+    async with plugin_stub(plugin_dir, "example.com/t4") as stub:
+        options = await stub.GetDevicePluginOptions(pb.Empty())
+        response = await stub.Allocate(allocate_request(["0000:65:00.0"]))
+    assert options.pre_start_required  # what the kubelet reads when it registers again
+    assert dict(response.container_responses[0].envs) == {
+        "PCIDEVICE_EXAMPLE_COM_T4": "0000:65:00.0"
+    }
+
+
 async def test_mdev_resource_allocates_uuids(
     kubelet: FakeKubelet, make_node: NodeFactory, short_dir: Path, plugin_dir: Path
 ) -> None:

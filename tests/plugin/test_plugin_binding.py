@@ -185,6 +185,19 @@ async def test_without_reset_pre_start_does_nothing(
     assert kernel.writes == []
 
 
+async def test_reset_turned_on_by_a_reload_resets_at_once(
+    kubelet, make_node: NodeFactory, host, binder, kernel, tmp_path, plugin_dir
+):
+    node = make_node(host, config(tmp_path, bind="none"), binder=binder)
+    await node.start()
+    await registration(kubelet)
+    await node.reload(config(tmp_path, bind="none", reset=True))
+    kernel.writes.clear()
+    async with plugin_stub(plugin_dir) as stub:
+        await stub.PreStartContainer(pb.PreStartContainerRequest(devices_ids=["0000:65:00.0"]))
+    assert kernel.writes == [(str(host.root / "sys/bus/pci/devices/0000:65:00.0/reset"), "1")]
+
+
 def test_devices_to_bind_follows_first_resource_and_skips_bound(host, tmp_path):
     snapshot = scan_host(host.fs)
     assert [str(a) for a in devices_to_bind(snapshot, config(tmp_path))] == [GPU]

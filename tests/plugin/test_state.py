@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hostdev.config import DEFAULT_CONFIG
+from hostdev.config import DEFAULT_CONFIG, load_config
+from hostdev.config.model import Config
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
 from hostdev.kubelet import state
@@ -21,6 +22,7 @@ from hostdev.testing.examples import build_example
 T4 = "devices.kubevirt.io/10de_1eb8"
 AUDIO = "devices.kubevirt.io/10de_1aeb"
 VGA = "devices.kubevirt.io/10de_2184"
+GPU_A = "0000:65:00.0"
 
 
 @pytest.fixture
@@ -185,3 +187,33 @@ def test_the_listing_is_serialized_once_per_snapshot(host: Host) -> None:
     assert changed is not None and changed is not first
     relisted = pb.ListAndWatchResponse.FromString(service.listing(changed))
     assert relisted == list_response(changed) and relisted.devices[0].health == "Unhealthy"
+
+
+def _t4_config(path: Path, options: str) -> Config:
+    """A config file at path serving the T4s as example.com/t4, with extra option lines."""
+    path.write_text(
+        f"resources:\n- name: example.com/t4\n  selectors: [{{device: '10de:1eb8'}}]\n{options}"
+    )
+    return load_config(path)
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["  env: [sriov]\n", "  reset: true\n", "  bind: onStart\n", "  env: [sriov]\n  reset: true\n"],
+    ids=["env", "reset", "bind", "env-and-reset"],
+)
+async def test_a_reload_of_options_alone_serves_them_without_a_new_list(
+    host: Host, tmp_path: Path, options: str
+) -> None:
+    table = DeviceTable(_t4_config(tmp_path / "before.yaml", ""), host)
+    stream = table.watch("example.com/t4")
+    first = await anext(stream)
+    config = _t4_config(tmp_path / "after.yaml", options)
+    changes = table.update_config(config)
+    served = table.snapshot("example.com/t4")
+    assert changes.added == changes.removed == ()
+    assert served is not None and served.resource.options == config.resources[0].options
+    assert served.views == first.views and served.version == first.version
+    table.set_health(GPU_A, "removed from the bus")  # the stream's next message is this one
+    assert (await anext(stream)).by_id[GPU_A].problem == "removed from the bus"
+    await stream.aclose()

@@ -307,15 +307,22 @@ class DeviceTable:
             return
         views = tuple(DeviceView(d, p) for d, p in zip(resource.devices, problems, strict=True))
         if old is not None and not force and old.views == views:
+            if old.resource is not resource:  # options or kind changed, the list did not
+                self._store(resource, views, old.version)
             return
         self._version += 1
-        by_id = {v.device.id: v for v in views}
-        self._snapshots[resource.name] = ResourceSnapshot(resource, views, self._version, by_id)
+        self._store(resource, views, self._version)
         self._log_changes(old, views, resource.name)
         event = self._changed.get(resource.name)
         self._changed[resource.name] = asyncio.Event()
         if event is not None:
             event.set()
+
+    def _store(self, resource: Resource, views: tuple[DeviceView, ...], version: int) -> None:
+        """Serve a snapshot from now on; streams hear of it only through the changed event,
+        so a new Resource with an unchanged list (new options) sends no ListAndWatch message."""
+        by_id = {v.device.id: v for v in views}
+        self._snapshots[resource.name] = ResourceSnapshot(resource, views, version, by_id)
 
     @staticmethod
     def _log_changes(
