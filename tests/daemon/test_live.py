@@ -25,6 +25,7 @@ from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
 from hostdev.kubelet.accounting import GroupAccounting
 from hostdev.kubelet.constants import HEALTHY, UNHEALTHY
+from hostdev.kubelet.plugin import socket_name
 from hostdev.kubelet.registration import Backoff
 from hostdev.kubelet.simulator import KubeletSimulator
 from hostdev.testing.examples import build_example
@@ -229,7 +230,7 @@ async def test_configmap_swap_reload_and_invalid_kept(tmp_path: Path, sockdir: P
         assert r.sim.pod("vm-a") is not None
         assert r.sim.pod("vm-a").device_ids("example.com/t4") == held  # type: ignore[union-attr]
         assert r.sim.registration_count("example.com/t4") == registrations  # not disturbed
-        assert (r.sim.plugin_dir / "hostdev-example-com-geforce.sock").exists()
+        assert (r.sim.plugin_dir / socket_name("example.com/geforce")).exists()
         rejected = metrics.CONFIG_RELOADS.value("rejected")
         runs = r.node.reloads.runs
         _configmap(cfgdir, "v3", "resources:\n  - name: nodomain\n    selectors: [{}]\n")
@@ -252,7 +253,7 @@ async def test_configmap_swap_removes_a_resource(tmp_path: Path, sockdir: Path) 
         async with asyncio.timeout(10):
             await r.node.reloads.wait_runs(runs + 1)
         assert list(r.node.registrars) == ["example.com/t4"]
-        assert not (r.sim.plugin_dir / "hostdev-example-com-geforce.sock").exists()
+        assert not (r.sim.plugin_dir / socket_name("example.com/geforce")).exists()
 
 
 async def test_plain_file_rewrite_reloads(tmp_path: Path, sockdir: Path) -> None:

@@ -87,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
     """Load the config, then serve until a signal arrives."""
     from hostdev.daemon.heap import cap_malloc_arenas
     from hostdev.daemon.live import LiveNode
+    from hostdev.kubelet.plugin import check_plugin_dir
 
     cap_malloc_arenas(SERVE_MALLOC_ARENAS)  # before gRPC starts its threads
     config = config_from_args(args)
     live = live_options(args)
     setup_logging(args)
     plugin_dir = Path(args.plugin_dir)
+    check_plugin_dir(plugin_dir)
     kubelet_socket = (
         Path(args.kubelet_socket)
         if args.kubelet_socket

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,7 +21,7 @@ from typing import Any, NamedTuple
 import grpc
 
 from hostdev import metrics
-from hostdev.errors import HostdevError
+from hostdev.errors import BadInputError, HostdevError
 from hostdev.host.model import PciAddress
 from hostdev.kubelet import constants
 from hostdev.kubelet.api import deviceplugin_pb2 as pb
@@ -45,9 +47,32 @@ class VfioNodes(NamedTuple):
     iommufd: bool
 
 
+SOCKET_PREFIX, SOCKET_SUFFIX = "hostdev-", ".sock"
+READABLE_CHARS = 24  # of the name after the domain: enough for 10de_1eb8, TU104GL_Tesla_T4
+DIGEST_CHARS = 10
+SOCKET_NAME_MAX = len(SOCKET_PREFIX) + READABLE_CHARS + 1 + DIGEST_CHARS + len(SOCKET_SUFFIX)
+# The longest socket path gRPC binds or dials as a unix:// target: 105 bytes, two short of
+# the kernel's 107 (sun_path's 108 less the NUL).
+SOCKET_PATH_MAX = 105
+
+
 def socket_name(resource_name: str) -> str:
-    """hostdev-<resource name with / and . turned into ->.sock."""
-    return "hostdev-" + resource_name.replace("/", "-").replace(".", "-") + ".sock"
+    """hostdev-<name after the domain, cut short>-<digest of the whole name>.sock: the digest
+    tells apart names that read alike; the same on every start; at most SOCKET_NAME_MAX."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "-", resource_name.rpartition("/")[2])
+    digest = hashlib.sha256(resource_name.encode()).hexdigest()[:DIGEST_CHARS]
+    return f"{SOCKET_PREFIX}{readable[:READABLE_CHARS]}-{digest}{SOCKET_SUFFIX}"
+
+
+def check_plugin_dir(plugin_dir: Path) -> None:
+    """Raise BadInputError when a socket name in plugin_dir could pass the unix path limit."""
+    length = len(os.fsencode(plugin_dir.absolute()))
+    room = SOCKET_PATH_MAX - 1 - SOCKET_NAME_MAX
+    if length > room:
+        raise BadInputError(
+            f"plugin directory {plugin_dir} is {length} bytes long, over the {room} that leave "
+            f"room for socket names within the {SOCKET_PATH_MAX}-byte unix socket path limit"
+        )
 
 
 def list_response(snapshot: ResourceSnapshot) -> Any:

@@ -1,0 +1,137 @@
+"""Socket names: one per resource name, bounded in length, the same on every start; a plugin
+dir too long for them is refused.
+
+Every node here serves from a plugin dir exactly as long as hostdev accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import NodeFactory
+from fakekubelet import FakeKubelet, Registration
+
+from hostdev.config import load_config
+from hostdev.config.model import Config
+from hostdev.errors import BadInputError
+from hostdev.kubelet.plugin import (
+    SOCKET_NAME_MAX,
+    SOCKET_PATH_MAX,
+    check_plugin_dir,
+    socket_name,
+)
+from hostdev.kubelet.resourcename import is_extended_resource_name
+from hostdev.testing.fakehost import FakeHost
+
+ROOM = SOCKET_PATH_MAX - 1 - SOCKET_NAME_MAX  # the longest plugin dir accepted
+LONGEST_DOMAIN = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52])  # 244: `requests.` + it fits
+LONGEST = f"{LONGEST_DOMAIN}/{'n' * 63}"
+
+
+@pytest.fixture
+def plugin_dir(short_dir: Path) -> Path:
+    """A plugin dir of exactly ROOM bytes (the fake kubelet and the nodes use it)."""
+    path = short_dir / ("p" * (ROOM - len(str(short_dir)) - 1))
+    path.mkdir()
+    assert len(str(path)) == ROOM
+    return path
+
+
+def write_config(path: Path, *resources: tuple[str, str]) -> Path:
+    """A config file serving each (resource name, vendor:device)."""
+    lines = [f"- {{name: {r}, selectors: [{{device: '{d}'}}]}}\n" for r, d in resources]
+    path.write_text("resources:\n" + "".join(lines))
+    return path
+
+
+def config(directory: Path, name: str, *resources: tuple[str, str]) -> Config:
+    """The config of a file called name serving each (resource name, vendor:device)."""
+    return load_config(write_config(directory / name, *resources))
+
+
+async def registrations(kubelet: FakeKubelet, count: int) -> dict[str, Registration]:
+    found = [await kubelet.accepted.get() for _ in range(count)]
+    return {r.request.resource_name: r for r in found}
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("devices.kubevirt.io/10de_1eb8", "hostdev-10de_1eb8-c71048b381.sock"),
+        ("nvidia.com/TU104GL_Tesla_T4", "hostdev-TU104GL_Tesla_T4-ca6d3b7e24.sock"),
+        ("example.com/t4.vf", "hostdev-t4.vf-33962316cc.sock"),
+        (LONGEST, "hostdev-nnnnnnnnnnnnnnnnnnnnnnnn-d4d21a517c.sock"),
+    ],
+    ids=["kubevirt-default", "upper-case", "dot", "longest-valid"],
+)
+def test_socket_name_is_readable_bounded_and_stable(name: str, expected: str) -> None:
+    assert is_extended_resource_name(name)
+    assert socket_name(name) == expected  # the same on every start and every release
+    assert len(socket_name(name)) <= SOCKET_NAME_MAX
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [
+        ("example.com/t4.vf", "example.com/t4-vf"),
+        ("a.example.com/gpu", "b.example.com/gpu"),
+        (LONGEST, LONGEST[:-1] + "m"),
+    ],
+    ids=["dot-or-dash", "same-name-other-domain", "same-readable-prefix"],
+)
+def test_distinct_resource_names_get_distinct_sockets(first: str, second: str) -> None:
+    assert is_extended_resource_name(first) and is_extended_resource_name(second)
+    assert socket_name(first) != socket_name(second)
+
+
+async def test_names_that_once_shared_a_socket_are_served_apart(
+    kubelet: FakeKubelet, make_node: NodeFactory, gpu_host: FakeHost, short_dir: Path
+) -> None:
+    pair = (("example.com/t4.vf", "10de:1eb8"), ("example.com/t4-vf", "10de:1aeb"))
+    node = make_node(gpu_host, config(short_dir, "pair.yaml", *pair))
+    await node.start()
+    regs = await registrations(kubelet, 2)
+    listed = {name: [d.ID for d in (await r.lists.get()).devices] for name, r in regs.items()}
+    assert listed == {
+        "example.com/t4.vf": ["0000:65:00.0", "0000:b3:00.0"],
+        "example.com/t4-vf": ["0000:17:00.1"],
+    }
+
+
+async def test_the_longest_valid_name_is_served_from_the_longest_plugin_dir(
+    kubelet: FakeKubelet, make_node: NodeFactory, gpu_host: FakeHost, short_dir: Path
+) -> None:
+    node = make_node(gpu_host, config(short_dir, "long.yaml", (LONGEST, "10de:1eb8")))
+    await node.start()
+    regs = await registrations(kubelet, 1)
+    assert [d.ID for d in (await regs[LONGEST].lists.get()).devices] == [
+        "0000:65:00.0",
+        "0000:b3:00.0",
+    ]
+
+
+def test_check_plugin_dir_accepts_the_longest_dir_and_refuses_one_byte_more(
+    plugin_dir: Path,
+) -> None:
+    check_plugin_dir(plugin_dir)
+    with pytest.raises(BadInputError, match=f"is {ROOM + 1} bytes long, over the {ROOM}"):
+        check_plugin_dir(plugin_dir.with_name(plugin_dir.name + "p"))
+
+
+async def test_serve_refuses_a_plugin_dir_too_long_with_one_line(
+    gpu_host: FakeHost, plugin_dir: Path, short_dir: Path
+) -> None:
+    too_long = plugin_dir.with_name(plugin_dir.name + "p")
+    path = write_config(short_dir / "long.yaml", (LONGEST, "10de:1eb8"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hostdev.cli.main", "serve", "--config", str(path),
+        "--host-root", str(gpu_host.root), "--plugin-dir", str(too_long),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 2
+    (line,) = stderr.decode().splitlines()
+    assert line.startswith(f"error: plugin directory {too_long} is {ROOM + 1} bytes long")
+    assert not too_long.exists()
