@@ -1,12 +1,14 @@
 """Socket names: one per resource name, bounded in length, the same on every start; a plugin
-dir too long for them is refused.
+dir too long for them is refused, and a server that cannot start leaves the others served.
 
 Every node here serves from a plugin dir exactly as long as hostdev accepts."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,13 +18,18 @@ from fakekubelet import FakeKubelet, Registration
 from hostdev.config import load_config
 from hostdev.config.model import Config
 from hostdev.errors import BadInputError
+from hostdev.host.scan import scan_host
 from hostdev.kubelet.plugin import (
     SOCKET_NAME_MAX,
     SOCKET_PATH_MAX,
+    DevicePluginService,
+    PluginServeError,
+    PluginServer,
     check_plugin_dir,
     socket_name,
 )
 from hostdev.kubelet.resourcename import is_extended_resource_name
+from hostdev.kubelet.state import DeviceTable
 from hostdev.testing.fakehost import FakeHost
 
 ROOM = SOCKET_PATH_MAX - 1 - SOCKET_NAME_MAX  # the longest plugin dir accepted
@@ -135,3 +142,82 @@ async def test_serve_refuses_a_plugin_dir_too_long_with_one_line(
     (line,) = stderr.decode().splitlines()
     assert line.startswith(f"error: plugin directory {too_long} is {ROOM + 1} bytes long")
     assert not too_long.exists()
+
+
+def directory_in_the_way(plugin_dir: Path) -> Path:
+    (plugin_dir / socket_name(LONGEST)).mkdir()
+    return plugin_dir
+
+
+def plugin_dir_missing(plugin_dir: Path) -> Path:
+    return plugin_dir.with_name("missing")
+
+
+def plugin_dir_too_long(plugin_dir: Path) -> Path:
+    (plugin_dir / "q").mkdir()  # two bytes past ROOM
+    return plugin_dir / "q"
+
+
+@pytest.mark.parametrize(
+    "prepare,reason",
+    [
+        (directory_in_the_way, "Is a directory"),
+        (plugin_dir_missing, "gRPC could not listen there"),
+        (plugin_dir_too_long, f"over the unix socket limit of {SOCKET_PATH_MAX}"),
+    ],
+    ids=["directory-in-the-way", "plugin-dir-missing", "path-too-long"],
+)
+async def test_a_server_that_cannot_listen_raises_one_typed_error(
+    gpu_host: FakeHost,
+    short_dir: Path,
+    plugin_dir: Path,
+    prepare: Callable[[Path], Path],
+    reason: str,
+) -> None:
+    served = config(short_dir, "one.yaml", (LONGEST, "10de:1eb8"))
+    table = DeviceTable(served, scan_host(gpu_host.fs))
+    server = PluginServer(DevicePluginService(table, LONGEST), prepare(plugin_dir))
+    with pytest.raises(PluginServeError, match=reason) as caught:
+        await server.start()
+    assert str(caught.value).startswith(f"{LONGEST}: cannot serve on {server.socket_path}: ")
+    assert not server.running
+
+
+async def test_a_reload_goes_on_past_a_resource_whose_server_cannot_start(
+    kubelet: FakeKubelet,
+    make_node: NodeFactory,
+    gpu_host: FakeHost,
+    short_dir: Path,
+    plugin_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kept, blocked, later = (
+        ("example.com/t4", "10de:1eb8"),
+        ("example.com/geforce", "10de:2184"),
+        ("example.com/audio", "10de:1aeb"),
+    )
+    before = config(short_dir, "before.yaml", kept)
+    node = make_node(gpu_host, before)
+    await node.start()
+    await registrations(kubelet, 1)
+    (plugin_dir / socket_name(blocked[0])).mkdir()  # nothing can listen there
+    caplog.set_level(logging.ERROR)
+    changes = await node.reload(config(short_dir, "after.yaml", kept, blocked, later))
+    assert changes.added == (blocked[0], later[0])
+    assert list(await registrations(kubelet, 1)) == [later[0]]
+    assert sorted(node.registrars) == sorted([kept[0], later[0]])
+    changes = await node.reload(before)  # the revert removes what was never served too
+    assert sorted(changes.removed) == sorted([blocked[0], later[0]])
+    assert list(node.registrars) == [kept[0]]
+    assert not (plugin_dir / socket_name(later[0])).exists()
+    (failure,) = [r.getMessage() for r in caplog.records if blocked[0] in r.getMessage()]
+    assert "Is a directory" in failure and "not served" in failure
+
+
+async def test_a_server_that_cannot_start_at_start_fails_the_start(
+    make_node: NodeFactory, gpu_host: FakeHost, short_dir: Path, plugin_dir: Path
+) -> None:
+    (plugin_dir / socket_name("example.com/t4")).mkdir()
+    node = make_node(gpu_host, config(short_dir, "one.yaml", ("example.com/t4", "10de:1eb8")))
+    with pytest.raises(PluginServeError, match="Is a directory"):
+        await node.start()

@@ -21,7 +21,7 @@ from hostdev.config.model import Config
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
-from hostdev.kubelet.plugin import DevicePluginService, PluginServer
+from hostdev.kubelet.plugin import DevicePluginService, PluginServeError, PluginServer
 from hostdev.kubelet.podresources import Reconciler
 from hostdev.kubelet.preferred import PreferredPolicy
 from hostdev.kubelet.registration import Backoff, KubeletWatch, Registrar
@@ -149,7 +149,10 @@ class Node:
         for name in changes.removed:
             await self._remove(name)
         for name in changes.added:
-            await self._add(name)
+            try:
+                await self._add(name)
+            except PluginServeError as err:  # the others are still served; a revert works
+                log.error("%s; the resource is not served", err)
 
     async def _add(self, name: str) -> None:
         service = DevicePluginService(self.table, name, self.preferred, self.binder.reset)
@@ -162,7 +165,9 @@ class Node:
         registrar.start()
 
     async def _remove(self, name: str, *, quiet: bool = False) -> None:
-        registrar = self.registrars.pop(name)
+        registrar = self.registrars.pop(name, None)
+        if registrar is None:  # its server never started
+            return
         self._watch.remove(registrar)
         await registrar.stop()
         await registrar.server.stop()

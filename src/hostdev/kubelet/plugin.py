@@ -56,6 +56,10 @@ SOCKET_NAME_MAX = len(SOCKET_PREFIX) + READABLE_CHARS + 1 + DIGEST_CHARS + len(S
 SOCKET_PATH_MAX = 105
 
 
+class PluginServeError(HostdevError):
+    """A resource's socket could not be served."""
+
+
 def socket_name(resource_name: str) -> str:
     """hostdev-<name after the domain, cut short>-<digest of the whole name>.sock: the digest
     tells apart names that read alike; the same on every start; at most SOCKET_NAME_MAX."""
@@ -253,12 +257,19 @@ class PluginServer:
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        """Listen on the socket (replacing a stale file)."""
-        self._unlink()
+        """Listen on the socket (replacing a stale file); PluginServeError when it cannot."""
         server = grpc.aio.server()
         add_to_server(self.service, server)
-        server.add_insecure_port(f"unix://{self.socket_path.absolute()}")
-        await server.start()
+        try:
+            self._unlink()
+            server.add_insecure_port(f"unix://{self.socket_path.absolute()}")
+            await server.start()
+        except (OSError, RuntimeError) as err:
+            await server.stop(None)
+            raise PluginServeError(
+                f"{self.service.resource_name}: cannot serve on {self.socket_path}: "
+                f"{self._reason(err)}"
+            ) from err
         self._server = server
 
     async def stop(self, *, remove: bool = True) -> None:
@@ -278,6 +289,14 @@ class PluginServer:
     def running(self) -> bool:
         """True while the server is listening."""
         return self._server is not None
+
+    def _reason(self, err: OSError | RuntimeError) -> str:
+        if isinstance(err, OSError):
+            return err.strerror or str(err)
+        length = len(os.fsencode(self.socket_path.absolute()))
+        if length > SOCKET_PATH_MAX:
+            return f"the path is {length} bytes, over the unix socket limit of {SOCKET_PATH_MAX}"
+        return "gRPC could not listen there (is the directory there and writable?)"
 
     def _unlink(self) -> None:
         with contextlib.suppress(FileNotFoundError):
