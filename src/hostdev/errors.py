@@ -49,3 +49,13 @@ class HostWriteError(HostdevError):
 
 class DeviceNotFoundError(BadInputError):
     """A device named by the user does not exist on this host."""
+
+
+class StateFileError(BadInputError):
+    """The state file's location cannot be used: names the path, what failed and why."""
+
+    def __init__(self, path: str, what: str, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"cannot use the state file {path}: {what}: {reason}; use --state-file PATH"
+        )

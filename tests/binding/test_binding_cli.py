@@ -175,3 +175,48 @@ def test_broken_state_file_exits_2(hostdev, state_file, capsys):
     state_file.write_text("{")
     assert hostdev("bind", NVME) == 2
     assert "not JSON" in capsys.readouterr().err
+
+
+def _under_a_regular_file(tmp: Path) -> Path:
+    (tmp / "file").write_text("")
+    return tmp / "file" / "hostdev" / "state.json"
+
+
+def _beside_a_directory_named_like_its_lock(tmp: Path) -> Path:
+    (tmp / "dir" / "state.json.lock").mkdir(parents=True)
+    return tmp / "dir" / "state.json"
+
+
+def _named_too_long_for_its_temporary_files(tmp: Path) -> Path:
+    # the lock file's name still fits NAME_MAX (255); ".NAME.XXXXXXXX" for a save does not
+    (tmp / "dir").mkdir()
+    return tmp / "dir" / ("s" * 250)
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        (_under_a_regular_file, "Not a directory"),
+        (_beside_a_directory_named_like_its_lock, "Is a directory"),
+        (_named_too_long_for_its_temporary_files, "File name too long"),
+    ],
+    ids=["under-a-file", "lock-is-a-directory", "name-too-long"],
+)
+@pytest.mark.parametrize(
+    "argv",
+    [("bind", E1000), ("unbind", NVME), ("restore", "--all")],
+    ids=["bind", "unbind", "restore"],
+)
+def test_unusable_state_file_location_is_one_error_line_and_changes_nothing(
+    hostdev, host, tmp_path, capsys, where, reason, argv
+):
+    state_file = where(tmp_path)
+    before = bindings(host)
+    code = main([*argv, "--host-root", str(host.root), "--state-file", str(state_file)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot use the state file {state_file}: ")
+    assert f"{reason}; use --state-file PATH" in err
+    assert hostdev.kernel.writes == []
+    assert bindings(host) == before

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hostdev.errors import ConfigError, HostdevError
+from hostdev.errors import ConfigError, HostdevError, StateFileError
 
 DEFAULT_STATE_FILE = Path("/var/lib/hostdev/state.json")
 STATE_VERSION = 1
@@ -69,12 +69,14 @@ class StateFile:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[StateFile]:
-        """Take the lock, load the records, and release the lock on exit."""
+        """Take the lock, load the records, check that a save can succeed, and release the
+        lock on exit; an unusable location fails here, before the caller changes anything."""
         self._ensure_dir()
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._open_lock()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.records = load_records(self.path)
+            self._check_writable()
             yield self
         finally:
             os.close(fd)
@@ -103,7 +105,7 @@ class StateFile:
         }
         data = (json.dumps(body, indent=2) + "\n").encode()
         directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        fd, tmp = self._temporary_file()
         try:
             os.write(fd, data)
             os.fsync(fd)
@@ -122,11 +124,34 @@ class StateFile:
     def _ensure_dir(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        except FileExistsError as err:  # mkdir(exist_ok) says so when it is not a directory
+            raise StateFileError(str(self.path), str(self.path.parent), "not a directory") from err
         except OSError as err:
-            raise HostdevError(
-                f"cannot create {self.path.parent} for the state file: "
-                f"{err.strerror}; use --state-file PATH"
-            ) from err
+            raise _unusable(self.path, f"cannot create {self.path.parent}", err) from err
+
+    def _open_lock(self) -> int:
+        lock = f"{self.path}.lock"
+        try:
+            return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise _unusable(self.path, f"cannot open its lock file {lock}", err) from err
+
+    def _temporary_file(self) -> tuple[int, str]:
+        """A new file next to the state file (saves are renames of one into place)."""
+        try:
+            return tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        except OSError as err:
+            where = f"cannot create a file in {self.path.parent}"
+            raise _unusable(self.path, where, err) from err
+
+    def _check_writable(self) -> None:
+        fd, tmp = self._temporary_file()
+        os.close(fd)
+        os.unlink(tmp)
+
+
+def _unusable(path: Path, what: str, err: OSError) -> StateFileError:
+    return StateFileError(str(path), what, err.strerror or str(err))
 
 
 def load_records(path: Path) -> dict[str, DeviceRecord]:
@@ -136,7 +161,7 @@ def load_records(path: Path) -> dict[str, DeviceRecord]:
     except FileNotFoundError:
         return {}
     except OSError as err:
-        raise HostdevError(f"cannot read the state file {path}: {err.strerror}") from err
+        raise _unusable(path, "cannot read it", err) from err
     try:
         body = json.loads(text)
     except json.JSONDecodeError as err:
