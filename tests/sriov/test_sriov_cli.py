@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hostdev.binding import BindOptions, bind_devices
+from hostdev.binding.guards import no_ipv4_probe
 from hostdev.cli import writing
 from hostdev.cli.main import main
 from hostdev.host.model import VFIO_PCI, PciAddress
@@ -126,6 +128,39 @@ def test_removing_bound_vfs_forgets_their_binding_records(
     assert "forgot the binding records of 2 removed VFs" in out
     assert json.loads(state.read_text())["devices"] == {}
     assert run(capsys, nvme, "restore", "--all")[0] == 0
+
+
+class BindingEachNewVf(FakeKernelWriter):
+    """Another hostdev run (the daemon's `bind: onStart`) binds the VFs as soon as they appear."""
+
+    state_file = Path()
+
+    def write(self, path: str, value: str) -> None:
+        super().write(path, value)
+        if path.endswith("/sriov_numvfs") and value != "0":
+            vfs = [PciAddress.parse(vf) for vf in self.host.vfs_of(NVME_PF)]
+            options = BindOptions(state_file=self.state_file, ipv4_probe=no_ipv4_probe)
+            assert bind_devices(self.host.fs, self, vfs, options).ok
+
+
+def test_records_of_new_vfs_made_meanwhile_are_not_forgotten(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    nvme: FakeHost,
+    tmp_path: Path,
+) -> None:
+    """Only the records of the VFs removed are dropped, and before new VFs can be recorded."""
+    fake_kernel(monkeypatch, nvme)
+    assert run(capsys, nvme, "sriov", "set", NVME_PF, "2", "--bind", VFIO_PCI)[0] == 0
+    kernel = BindingEachNewVf(nvme)
+    kernel.state_file = tmp_path / "state.json"
+    monkeypatch.setattr(writing, "writer_factory", lambda: kernel)
+    code, out, err = run(capsys, nvme, "sriov", "set", NVME_PF, "3")
+    assert code == 0, err
+    assert "forgot the binding records of 2 removed VFs" in out
+    recorded = json.loads(kernel.state_file.read_text())["devices"]
+    assert sorted(recorded) == nvme.vfs_of(NVME_PF)
+    assert [nvme.driver_of(vf) for vf in recorded] == [VFIO_PCI] * 3
 
 
 def test_set_without_pf_driver_exits_1(
@@ -254,3 +289,18 @@ def test_set_reports_a_kernel_refusal(
     kernel.fail_on["0000:04:00.1/sriov_numvfs"] = 16  # EBUSY: a VF still in use
     code, _, err = run(capsys, nic, "sriov", "set", "enp4s0f1", "0")
     assert code == 1 and "refused sriov_numvfs=0: device or resource busy" in err
+
+
+def test_set_with_bind_and_an_unusable_state_file_writes_nothing(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    nvme: FakeHost,
+    tmp_path: Path,
+) -> None:
+    kernel = fake_kernel(monkeypatch, nvme)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("HOSTDEV_STATE_FILE", str(tmp_path / "file" / "state.json"))
+    code, _, err = run(capsys, nvme, "sriov", "set", NVME_PF, "2", "--bind", VFIO_PCI)
+    assert code == 2
+    assert err.startswith(f"error: cannot use the state file {tmp_path}/file/state.json")
+    assert kernel.writes == []

@@ -10,8 +10,9 @@ can finish the job. Restore handles devices one by one: one failure does not sto
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ class BindOptions:
     loader: ModuleLoader = modprobe
     ipv4_probe: guards.Ipv4Probe | None = None  # None: guards.default_ipv4_probe(fs)
     progress: Callable[[DeviceResult, int, int], None] | None = None
+    lock_wait: Callable[[Path], None] | None = None  # told when another run holds the lock
 
 
 @dataclass
@@ -108,13 +110,15 @@ class BindResult:
 
 @dataclass
 class Run:
-    """Working state of one run: the snapshot, the recording writer, what was changed."""
+    """Working state of one run: the snapshot, the recording writer, the locked state file
+    (None in a dry run, which records nothing), what was changed."""
 
     fs: HostFS
     host: Host
     writer: RecordingWriter
     options: BindOptions
     result: BindResult
+    state: StateFile | None
     touched: list[PciAddress] = field(default_factory=list)
 
     def write_all(self, writes: Sequence[Write]) -> None:
@@ -144,9 +148,14 @@ def _driver_let_go(fs: HostFS, write: Write, err: HostWriteError) -> bool:
     return current_binding(fs, PciAddress.parse(write.value)).driver != path.parent.name
 
 
-def start_run(fs: HostFS, writer: HostWriter, command: str, options: BindOptions) -> Run:
-    result = BindResult(command, options.dry_run)
-    return Run(fs, scan_host(fs), RecordingWriter(inner=writer), options, result)
+@contextlib.contextmanager
+def locked_run(fs: HostFS, writer: HostWriter, command: str, options: BindOptions) -> Iterator[Run]:
+    """A run that holds the state file's lock (a dry run takes none) and only then scans the
+    host: its guards, records and rollback targets see what no other hostdev run is changing."""
+    state = None if options.dry_run else StateFile(options.state_file)
+    with state.locked(options.lock_wait) if state else contextlib.nullcontext():
+        result = BindResult(command, options.dry_run)
+        yield Run(fs, scan_host(fs), RecordingWriter(inner=writer), options, result, state)
 
 
 def finish_run(run: Run) -> BindResult:
@@ -167,20 +176,18 @@ def bind_devices(
     options: BindOptions | None = None,
 ) -> BindResult:
     """Bind devices (and the IOMMU group companions they need) to vfio-pci, all or nothing."""
-    run = start_run(fs, writer, "bind", options or BindOptions())
-    check_present(run.host, addresses)
-    plan = _with_companions(run.host, addresses)
-    if not guards.iommu_enabled(fs) and not run.options.noiommu:
-        _refuse_all(
-            run, plan, [guards.Refusal(a, guards.NOIOMMU_EXPLANATION, False) for a in addresses]
-        )
-        return finish_run(run)
-    if not _guards_pass(run, plan):
-        return finish_run(run)
-    run.result.commands = ensure_vfio(
-        fs, run.writer, run.options.loader, noiommu=run.options.noiommu, dry_run=run.options.dry_run
-    )
-    _execute(run, plan, "bind")
+    with locked_run(fs, writer, "bind", options or BindOptions()) as run:
+        check_present(run.host, addresses)
+        plan = _with_companions(run.host, addresses)
+        if _bind_allowed(run, addresses, plan):
+            run.result.commands = ensure_vfio(
+                fs,
+                run.writer,
+                run.options.loader,
+                noiommu=run.options.noiommu,
+                dry_run=run.options.dry_run,
+            )
+            _apply(run, plan, "bind")
     return finish_run(run)
 
 
@@ -191,11 +198,11 @@ def unbind_devices(
     options: BindOptions | None = None,
 ) -> BindResult:
     """Leave devices with no driver and no driver_override, all or nothing."""
-    run = start_run(fs, writer, "unbind", options or BindOptions())
-    check_present(run.host, addresses)
-    plan: list[Step] = [(a, None) for a in addresses]
-    if _guards_pass(run, plan):
-        _execute(run, plan, "unbind")
+    with locked_run(fs, writer, "unbind", options or BindOptions()) as run:
+        check_present(run.host, addresses)
+        plan: list[Step] = [(a, None) for a in addresses]
+        if _guards_pass(run, plan):
+            _apply(run, plan, "unbind")
     return finish_run(run)
 
 
@@ -211,6 +218,14 @@ def _with_companions(host: Host, addresses: Sequence[PciAddress]) -> list[Step]:
             plan.append((member, address))
             seen.add(member)
     return plan
+
+
+def _bind_allowed(run: Run, addresses: Sequence[PciAddress], plan: list[Step]) -> bool:
+    if not guards.iommu_enabled(run.fs) and not run.options.noiommu:
+        refusals = [guards.Refusal(a, guards.NOIOMMU_EXPLANATION, False) for a in addresses]
+        _refuse_all(run, plan, refusals)
+        return False
+    return _guards_pass(run, plan)
 
 
 def _guards_pass(run: Run, plan: list[Step]) -> bool:
@@ -238,22 +253,8 @@ def _refuse_all(run: Run, plan: list[Step], refusals: list[guards.Refusal]) -> N
         run.report(item, len(plan))
 
 
-def _execute(run: Run, plan: list[Step], command: str) -> None:
-    state = StateFile(run.options.state_file)
-    if run.options.dry_run:
-        _apply(run, plan, command, None)
-        return
-    with state.locked():
-        _apply(run, plan, command, state)
-
-
-def _apply(
-    run: Run,
-    plan: list[Step],
-    command: str,
-    state: StateFile | None,
-) -> None:
-    fresh = _record(run, plan, command, state)
+def _apply(run: Run, plan: list[Step], command: str) -> None:
+    fresh = _record(run, plan, command)
     done: list[DeviceResult] = []
     try:
         for address, companion_of in plan:
@@ -261,19 +262,14 @@ def _apply(
             done.append(item)
             run.report(item, len(plan))
     except (HostdevError, KeyboardInterrupt) as err:
-        _rollback(run, plan, done, err, state, fresh)
+        _rollback(run, plan, done, err, fresh)
         if isinstance(err, KeyboardInterrupt):
             raise
 
 
-def _record(
-    run: Run,
-    plan: list[Step],
-    command: str,
-    state: StateFile | None,
-) -> list[str]:
+def _record(run: Run, plan: list[Step], command: str) -> list[str]:
     """Record every device's original binding before the first write; returns the new ones."""
-    if state is None:
+    if run.state is None:
         return []
     records = {}
     for address, companion_of in plan:
@@ -288,7 +284,7 @@ def _record(
             command,
             now_utc(),
         )
-    return state.add(records)
+    return run.state.add(records)
 
 
 def _change(
@@ -331,7 +327,6 @@ def _rollback(
     plan: list[Step],
     done: list[DeviceResult],
     err: BaseException,
-    state: StateFile | None,
     fresh: list[str],
 ) -> None:
     """Put back every device this run changed, newest first, and report what happened."""
@@ -353,8 +348,8 @@ def _rollback(
             f"rollback incomplete ({'; '.join(problems)}); the state file keeps the original "
             "drivers: run hostdev restore"
         )
-    elif state is not None:
-        state.drop(fresh)
+    elif run.state is not None:
+        run.state.drop(fresh)
 
 
 def _undo(run: Run) -> list[str]:

@@ -17,11 +17,11 @@ from hostdev.binding.execute import (
     DeviceResult,
     Run,
     finish_run,
+    locked_run,
     restore_to,
-    start_run,
 )
 from hostdev.binding.plan import Binding
-from hostdev.binding.state import DeviceRecord, StateFile, load_records
+from hostdev.binding.state import DeviceRecord, StateFile
 from hostdev.errors import HostdevError
 from hostdev.host.fs import HostFS
 from hostdev.host.model import PciAddress
@@ -35,15 +35,11 @@ def restore_devices(
     options: BindOptions | None = None,
 ) -> BindResult:
     """Restore the given devices (None: every recorded device) to their recorded drivers."""
-    run = start_run(fs, writer, "restore", options or BindOptions())
-    state = StateFile(run.options.state_file)
-    if run.options.dry_run:
-        state.records = load_records(state.path)
-        _restore(run, state, addresses)
-    else:
-        with state.locked():
-            restored = _restore(run, state, addresses)
-            state.drop(restored)
+    with locked_run(fs, writer, "restore", options or BindOptions()) as run:
+        state = run.state or StateFile.read(run.options.state_file)
+        restored = _restore(run, state, addresses)
+        if run.state is not None:
+            run.state.drop(restored)
     return finish_run(run)
 
 

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +67,22 @@ class StateFile:
         self.path = Path(path)
         self.records: dict[str, DeviceRecord] = {}
 
+    @classmethod
+    def read(cls, path: Path) -> StateFile:
+        """The records as they are now, without the lock: for a dry run, which saves nothing."""
+        state = cls(path)
+        state.records = load_records(state.path)
+        return state
+
     @contextlib.contextmanager
-    def locked(self) -> Iterator[StateFile]:
-        """Take the lock, load the records, check that a save can succeed, and release the
-        lock on exit; an unusable location fails here, before the caller changes anything."""
+    def locked(self, on_wait: Callable[[Path], None] | None = None) -> Iterator[StateFile]:
+        """Take the lock (calling on_wait first when another run holds it), load the records,
+        check that a save can succeed, and release the lock on exit; an unusable location
+        fails here, before the caller changes anything."""
         self._ensure_dir()
         fd = self._open_lock()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _take_lock(fd, Path(f"{self.path}.lock"), on_wait)
             self.records = load_records(self.path)
             self._check_writable()
             yield self
@@ -148,6 +156,15 @@ class StateFile:
         fd, tmp = self._temporary_file()
         os.close(fd)
         os.unlink(tmp)
+
+
+def _take_lock(fd: int, lock: Path, on_wait: Callable[[Path], None] | None) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if on_wait is not None:
+            on_wait(lock)
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _unusable(path: Path, what: str, err: OSError) -> StateFileError:

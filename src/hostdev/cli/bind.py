@@ -17,6 +17,7 @@ from hostdev.binding.selectors import parse_selectors, resolve
 from hostdev.binding.state import DEFAULT_STATE_FILE
 from hostdev.cli.common import add_host_flags, host_fs, load_host
 from hostdev.cli.output import add_output_flag, dump, table
+from hostdev.cli.writing import say_waiting_for_lock
 from hostdev.errors import BadInputError
 from hostdev.host.model import PciAddress
 from hostdev.host.writer import HostWriter, RecordingWriter, SysfsWriter
@@ -99,6 +100,7 @@ def _options(args: argparse.Namespace) -> BindOptions:
         state_file=args.state_file,
         loader=loader_for(args),
         progress=_progress,
+        lock_wait=say_waiting_for_lock,
     )
 
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostdev.cli.common import add_host_flags, load_host
 from hostdev.cli.output import add_output_flag, dump, table
-from hostdev.cli.writing import add_dry_run_flag, writer_for
+from hostdev.cli.writing import add_dry_run_flag, say_waiting_for_lock, writer_for
 from hostdev.host.model import VFIO_PCI
 from hostdev.host.writer import RecordingWriter
 
 if TYPE_CHECKING:
     from hostdev.binding.execute import DeviceResult
+    from hostdev.binding.state import StateFile
     from hostdev.sriov import SriovAction, VfProgress
 
 # Planning and binding modules load when a subcommand runs, so every hostdev command starts fast.
@@ -133,42 +136,81 @@ def _yes_no(value: bool | None) -> str:
 
 def run_set(args: argparse.Namespace) -> int:
     """Plan, then write sriov_numvfs (0 first when needed), wait for the VFs, bind them."""
+    writer = writer_for(args)
+    if isinstance(writer, RecordingWriter):
+        fs, pf, actions = _plan(args)
+        return _dry_run(fs, writer, actions, args)
+    with _state_locked(args) as state:
+        fs, pf, actions = _plan(args)  # read once no other hostdev run can change the host
+        removal = _removal_end(actions)
+        _carry_out(fs, writer, pf, actions[:removal], args)
+        if state is not None and removal:
+            _forget_vfs(state, pf)
+    _carry_out(fs, writer, pf, actions[removal:], args)
+    if args.bind and args.count and not _bind_vfs(fs, writer, pf.address, args):
+        return 1
+    print(f"PF {_name(pf)}: {args.count} VFs")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> tuple[Any, Any, list[SriovAction]]:
+    """Scan the host and plan the PF's count change (saying so when there is none to make)."""
     from hostdev import sriov
 
     fs, host = load_host(args)
     pf = sriov.resolve_pf(host, args.pf)
     actions = sriov.plan_numvfs(pf, args.count, autoprobe=args.autoprobe)
-    writer = writer_for(args)
-    name = f"{pf.address}" + (f" ({pf.netdevs[0]})" if pf.netdevs else "")
-    if isinstance(writer, RecordingWriter):
-        return _dry_run(fs, writer, actions, args)
-    changes_count = any(isinstance(a, sriov.SetNumVfs) for a in actions)
-    if not changes_count:
-        print(f"PF {name} already has {args.count} VFs")
+    if not args.dry_run and not any(isinstance(a, sriov.SetNumVfs) for a in actions):
+        print(f"PF {_name(pf)} already has {args.count} VFs")
+    return fs, pf, actions
+
+
+def _name(pf: Any) -> str:
+    return f"{pf.address}" + (f" ({pf.netdevs[0]})" if pf.netdevs else "")
+
+
+def _removal_end(actions: list[SriovAction]) -> int:
+    """How many actions lead up to and include the write that removes the PF's VFs (0: none)."""
+    from hostdev import sriov
+
+    for index, action in enumerate(actions):
+        if isinstance(action, sriov.SetNumVfs) and action.count == 0:
+            return index + 1
+    return 0
+
+
+def _carry_out(
+    fs: Any, writer: Any, pf: Any, actions: list[SriovAction], args: argparse.Namespace
+) -> None:
+    from hostdev import sriov
+
     for action in actions:
         print(sriov.describe(action))
         sriov.execute(fs, writer, [action])
         if isinstance(action, sriov.SetNumVfs) and action.count:
             _wait(fs, pf.address, action.count, args, autoprobe_on(pf, args))
-    if pf.sriov is not None and changes_count:
-        _forget_vfs([str(vf) for vf in pf.sriov.vfs], args)
-    if args.bind and args.count and not _bind_vfs(fs, writer, pf.address, args):
-        return 1
-    print(f"PF {name}: {args.count} VFs")
-    return 0
 
 
-def _forget_vfs(vfs: list[str], args: argparse.Namespace) -> None:
-    """Drop the binding records of VFs the kernel removed: every VF there was is gone once
-    sriov_numvfs changed (through 0), and one at the same address later is a new device."""
+@contextlib.contextmanager
+def _state_locked(args: argparse.Namespace) -> Iterator[StateFile | None]:
+    """The state file, locked while the VFs are removed: held when the VFs are to be bound
+    (an unusable state file then fails before any write) or when it exists (records of the
+    removed VFs to forget); otherwise None."""
     from hostdev.binding.state import StateFile
 
     path = _state_file(args)
-    if not vfs or not path.exists():
+    if not (args.bind and args.count) and not path.exists():
+        yield None
         return
-    with StateFile(path).locked() as state:
-        recorded = [vf for vf in vfs if vf in state.records]
-        state.drop(recorded)
+    with StateFile(path).locked(say_waiting_for_lock) as state:
+        yield state
+
+
+def _forget_vfs(state: StateFile, pf: Any) -> None:
+    """Drop the binding records of the VFs the kernel just removed: one at the same address
+    later is a new device (its record, if it gets one, is made after this)."""
+    recorded = [str(vf) for vf in pf.sriov.vfs if str(vf) in state.records]
+    state.drop(recorded)
     if recorded:
         print(f"forgot the binding records of {len(recorded)} removed VFs")
 

@@ -1,10 +1,13 @@
 """How commands that change the host get their HostWriter: real, recording (--dry-run), or a
-factory installed by tests and demos (a FakeKernelWriter over a fake host)."""
+factory installed by tests and demos (a FakeKernelWriter over a fake host); and what they say
+while another hostdev run holds the state file's lock."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from hostdev.host.writer import HostWriter, RecordingWriter, SysfsWriter
 
@@ -24,3 +27,10 @@ def writer_for(args: argparse.Namespace) -> HostWriter:
     if getattr(args, "dry_run", False):
         return RecordingWriter()
     return writer_factory() if writer_factory is not None else SysfsWriter()
+
+
+def say_waiting_for_lock(lock: Path) -> None:
+    """Tell the user why the command pauses: another hostdev run holds the state file's lock."""
+    print(
+        f"waiting for another hostdev run to finish (it holds {lock})", file=sys.stderr, flush=True
+    )
