@@ -220,3 +220,17 @@ def test_unusable_state_file_location_is_one_error_line_and_changes_nothing(
     assert f"{reason}; use --state-file PATH" in err
     assert hostdev.kernel.writes == []
     assert bindings(host) == before
+
+
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)], ids=["plain", "dry-run"])
+def test_bind_with_an_unreadable_group_member_exits_1_and_writes_nothing(
+    hostdev, host, capsys, dry_run
+):
+    (host.device_dir(RTL) / "class").unlink()
+    (host.device_dir(RTL) / "uevent").write_text("PCI_ID=10EC:8139\n")
+    before = bindings(host)
+    assert hostdev("bind", *dry_run, E1000) == 1
+    out, err = capsys.readouterr()
+    assert f"refused: {RTL} is in the IOMMU group but cannot be read" in err
+    assert "Traceback" not in err and "<-" not in out
+    assert bindings(host) == before and hostdev.kernel.writes == []

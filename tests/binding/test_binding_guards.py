@@ -260,3 +260,29 @@ def test_noiommu_loads_vfio_with_the_parameter_when_absent(tmp_path, options):
         "modprobe vfio enable_unsafe_noiommu_mode=1",
         "modprobe vfio-pci",
     ]
+
+
+def garbage_ids(host: FakeHost, address: str) -> None:
+    """Leave a function the scan cannot read (it is skipped, but stays in its IOMMU group)."""
+    for name in ("uevent", "vendor", "device"):
+        (host.device_dir(address) / name).write_text("0xZZZZ\n")
+
+
+@pytest.mark.parametrize(
+    ("dry_run", "force"),
+    [(False, False), (True, False), (False, True)],
+    ids=["plain", "dry-run", "forced"],
+)
+def test_a_group_with_an_unreadable_member_is_refused(host, kernel, options, dry_run, force):
+    garbage_ids(host, RTL)
+    before = bindings(host)
+    result = bind_devices(
+        host.fs, kernel, [PciAddress.parse(E1000)], replace(options, dry_run=dry_run, force=force)
+    )
+    assert [(d.address, d.action) for d in result.devices] == [
+        (E1000, "skipped"),
+        (RTL, "refused"),
+    ]
+    assert f"{RTL} is in the IOMMU group but cannot be read" in result.devices[1].reason
+    assert result.writes == [] and kernel.writes == []
+    assert bindings(host) == before

@@ -130,8 +130,8 @@ class Run:
                     raise
 
     def original(self, address: PciAddress) -> Binding:
-        device = self.host.devices[address]
-        return Binding(device.driver, device.driver_override)
+        device = self.host.device(address)  # None: a group member the scan could not read
+        return Binding(device.driver, device.driver_override) if device else Binding(None, None)
 
     def report(self, item: DeviceResult, total: int) -> None:
         self.result.devices.append(item)

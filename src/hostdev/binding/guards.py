@@ -9,8 +9,9 @@ A device is refused (unless --force) when
   (/proc/swaps) or is held by LVM/device-mapper or md (``holders/``);
 - it is the boot VGA device (boot_vga = 1) while a framebuffer (/sys/class/graphics/fb*) or a
   bound console (/sys/class/vtconsole/*/bind = 1) is active.
-Bridges and host bridges (class 06xx) are always refused, --force or not. With the IOMMU off
-(no /sys/class/iommu entries and no IOMMU groups), binding needs --noiommu.
+Bridges and host bridges (class 06xx) are always refused, --force or not, and so is an IOMMU
+group member the scan could not read (a run never writes to it). With the IOMMU off (no
+/sys/class/iommu entries and no IOMMU groups), binding needs --noiommu.
 
 IPv4 addresses: /proc has no per-interface list, but every address with a prefix shorter than
 /32 puts a connected route into /proc/net/route. For the rest the probe is injectable; the
@@ -169,9 +170,23 @@ def check_all(
     refusals: list[Refusal] = []
     for address in addresses:
         device = host.device(address)
-        if device is not None:
+        if device is None:
+            refusals.append(unreadable(host, address))
+        else:
             refusals += check_device(fs, device, facts, probe)
     return refusals
+
+
+def unreadable(host: Host, address: PciAddress) -> Refusal:
+    """An IOMMU group member the scan could not read: its driver, and so whether the group can
+    be made viable, is unknown, and nothing is written to a device hostdev cannot read."""
+    why = next((s.reason for s in host.skipped if s.name == str(address)), "not readable")
+    return Refusal(
+        address,
+        f"{address} is in the IOMMU group but cannot be read ({why}): the group cannot be made "
+        "viable while it is unknown; fix or remove that function first",
+        forceable=False,
+    )
 
 
 def _device_path(fs: HostFS, address: PciAddress, *parts: str) -> str:
