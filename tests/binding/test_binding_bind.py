@@ -121,6 +121,32 @@ def test_failed_rollback_keeps_records_for_restore(host, options, state_file):
     assert records(state_file) == {}
 
 
+@pytest.mark.parametrize(
+    ("stuck", "expected"),
+    [
+        (
+            "drivers/e1000/bind",
+            [(E1000, "rollback-failed", None, True), (RTL, "failed", "8139cp", False)],
+        ),
+        (
+            "drivers/8139cp/bind",
+            [(E1000, "rolled-back", "e1000", False), (RTL, "failed", None, True)],
+        ),
+    ],
+    ids=["target-stuck", "failed-companion-stuck"],
+)
+def test_each_device_says_whether_it_was_really_put_back(host, options, stuck, expected):
+    # the companion's probe fails; putting one of the two devices back fails as well
+    kernel = FakeKernelWriter(host, fail_at={5: errno.EIO}, fail_on={stuck: errno.EIO})
+    result = bind_devices(host.fs, kernel, addrs(E1000), options)
+    assert not result.ok
+    assert [
+        (d.address, d.action, d.to_driver, "could not be put back" in d.reason)
+        for d in result.devices
+    ] == expected
+    assert [(a, host.driver_of(a)) for a in (E1000, RTL)] == [(a, t) for a, _, t, _ in expected]
+
+
 class LettingGoWriter(FakeKernelWriter):
     """The device's driver lets go of it just before our unbind (a new VF whose probe fails
     meanwhile, as QEMU's NVMe VFs do): the kernel then refuses the unbind with ENODEV."""

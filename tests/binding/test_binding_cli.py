@@ -234,3 +234,28 @@ def test_bind_with_an_unreadable_group_member_exits_1_and_writes_nothing(
     assert f"refused: {RTL} is in the IOMMU group but cannot be read" in err
     assert "Traceback" not in err and "<-" not in out
     assert bindings(host) == before and hostdev.kernel.writes == []
+
+
+def _table_rows(out: str) -> list[list[str]]:
+    return [line.split()[:4] for line in out.splitlines()[1:]]
+
+
+def _json_rows(out: str) -> list[list[str]]:
+    devices = json.loads(out)["devices"]
+    return [[d["address"], d["from"] or "-", d["to"] or "-", d["action"]] for d in devices]
+
+
+@pytest.mark.parametrize(
+    ("output", "rows"), [((), _table_rows), (("-o", "json"), _json_rows)], ids=["table", "json"]
+)
+def test_a_failed_rollback_is_reported_per_device_and_exits_1(hostdev, capsys, output, rows):
+    hostdev.kernel.fail_on["drivers/8139cp/unbind"] = 5  # EIO: the companion fails
+    hostdev.kernel.fail_on["drivers/e1000/bind"] = 5  # and the target cannot be put back
+    assert hostdev("bind", E1000, *output) == 1
+    out, err = capsys.readouterr()
+    assert f"rollback-failed: {E1000} could not be put back: writing" in err
+    assert "rollback incomplete: 1 device(s) could not be put back" in err
+    assert rows(out) == [
+        [E1000, "e1000", "-", "rollback-failed"],
+        [RTL, "8139cp", "8139cp", "failed"],
+    ]

@@ -36,7 +36,7 @@ from hostdev.host.model import VFIO_PCI, Host, PciAddress
 from hostdev.host.scan import scan_host
 from hostdev.host.writer import HostWriter, RecordingWriter
 
-FAILED_ACTIONS = frozenset({"refused", "failed", "rolled-back", "skipped"})
+FAILED_ACTIONS = frozenset({"refused", "failed", "rolled-back", "rollback-failed", "skipped"})
 Step = tuple[PciAddress, PciAddress | None]  # (device, the target it joins as a companion)
 
 
@@ -329,38 +329,52 @@ def _rollback(
     err: BaseException,
     fresh: list[str],
 ) -> None:
-    """Put back every device this run changed, newest first, and report what happened."""
-    problems = _undo(run)
+    """Put back every device this run changed, newest first, and report what really happened."""
+    failures = _undo(run)
     for item in done:
-        if PciAddress.parse(item.address) in run.touched:
-            item.action, item.to_driver = "rolled-back", item.from_driver
-            item.reason = "put back after a later failure"
-    rest = plan[len(done) :]
-    for index, step in enumerate(rest):
-        item = (
-            _unchanged(run, step, "failed", str(err))
-            if index == 0
-            else _unchanged(run, step, "skipped", "not changed: an earlier device failed")
-        )
+        _report_undo(run, item, failures)
+    for index, step in enumerate(plan[len(done) :]):
+        if index == 0:
+            item = _unchanged(run, step, "failed", str(err))
+            _report_undo(run, item, failures)
+        else:
+            item = _unchanged(run, step, "skipped", "not changed: an earlier device failed")
         run.report(item, len(plan))
-    if problems:
+    if failures:
         run.result.warnings.append(
-            f"rollback incomplete ({'; '.join(problems)}); the state file keeps the original "
-            "drivers: run hostdev restore"
+            f"rollback incomplete: {len(failures)} device(s) could not be put back; the state "
+            "file keeps their original drivers: run hostdev restore"
         )
     elif run.state is not None:
         run.state.drop(fresh)
 
 
-def _undo(run: Run) -> list[str]:
+def _report_undo(run: Run, item: DeviceResult, failures: dict[PciAddress, str]) -> None:
+    """Say where a device this run changed really is after the rollback, and why."""
+    address = PciAddress.parse(item.address)
+    if address not in run.touched:
+        return
+    item.to_driver = current_binding(run.fs, address).driver
+    problem = failures.get(address)
+    if item.action == "failed":  # the device whose write failed: its reason says why
+        if problem is not None:
+            item.reason += f"; {problem}"
+        return
+    item.action = "rolled-back" if problem is None else "rollback-failed"
+    item.reason = problem or "put back after a later failure"
+
+
+def _undo(run: Run) -> dict[PciAddress, str]:
     """Restore every touched device to its binding at the start of the run; the failures."""
-    problems = []
+    failures = {}
     for address in reversed(run.touched):
         try:
             restore_to(run, address, run.original(address))
         except HostdevError as err:
-            problems.append(f"{address}: {err}")
-    return problems
+            failures[address] = (
+                f"{address} could not be put back: {err}; its record is kept: run hostdev restore"
+            )
+    return failures
 
 
 def restore_to(run: Run, address: PciAddress, target: Binding) -> list[Write]:

@@ -95,7 +95,7 @@ class Binder:
 def _log_result(result: BindResult) -> None:
     for item in result.devices:
         joined = f" (IOMMU group companion of {item.companion_of})" if item.companion_of else ""
-        if item.action in ("refused", "failed", "rolled-back", "skipped"):
+        if item.action in ("refused", "failed", "rolled-back", "rollback-failed", "skipped"):
             if item.action != "skipped":
                 metrics.BINDING_FAILURES.labels(operation="bind").inc()
             log.warning(

@@ -152,7 +152,7 @@ def _report(args: argparse.Namespace, result: BindResult) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for item in result.devices:
-        if item.action in ("refused", "failed"):
+        if item.action in ("refused", "failed", "rollback-failed"):
             hint = (
                 "; use --force to override"
                 if "--noiommu" not in item.reason
@@ -182,4 +182,4 @@ def _note(item: DeviceResult) -> str:
         return f"IOMMU group companion of {item.companion_of}"
     if item.companions:
         return "with " + ", ".join(item.companions)
-    return item.reason if item.action not in ("refused", "failed") else ""
+    return item.reason if item.action not in ("refused", "failed", "rollback-failed") else ""
