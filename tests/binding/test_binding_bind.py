@@ -313,17 +313,22 @@ def test_vfio_pci_is_loaded_when_missing(tmp_path, options, state_file):
     assert host.driver_of(GPU) == "vfio-pci"
 
 
-def test_loader_that_does_not_load_is_an_error(tmp_path, options):
+def test_loader_that_does_not_load_fails_the_run_and_drops_its_records(
+    tmp_path, options, state_file
+):
     host = FakeHost(tmp_path / "bare").add_iommu()
     host.add_driver("nouveau")
     host.add_device(GPU, "10de", "1eb8", "030200", driver="nouveau", iommu_group=3)
-    with pytest.raises(HostdevError, match="vfio-pci is missing"):
-        bind_devices(
-            host.fs,
-            FakeKernelWriter(host),
-            addrs(GPU),
-            replace(options, loader=lambda module, params: None),
-        )
+    result = bind_devices(
+        host.fs,
+        FakeKernelWriter(host),
+        addrs(GPU),
+        replace(options, loader=lambda module, params: None),
+    )
+    assert [d.action for d in result.devices] == ["failed"]
+    assert "vfio-pci is missing" in result.devices[0].reason
+    assert host.driver_of(GPU) == "nouveau"
+    assert records(state_file) == {}
 
 
 def test_progress_reports_each_device(host, kernel, options):

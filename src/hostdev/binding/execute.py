@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from hostdev.binding import guards
-from hostdev.binding.modules import ModuleLoader, ensure_vfio, modprobe
+from hostdev.binding.modules import (
+    ModuleLoader,
+    ensure_vfio,
+    modprobe,
+    noiommu_on,
+    noiommu_value,
+    put_back_noiommu,
+)
 from hostdev.binding.plan import (
     Binding,
     Write,
@@ -29,7 +36,13 @@ from hostdev.binding.plan import (
     plan_restore,
     plan_unbind,
 )
-from hostdev.binding.state import DEFAULT_STATE_FILE, DeviceRecord, StateFile, now_utc
+from hostdev.binding.state import (
+    DEFAULT_STATE_FILE,
+    DeviceRecord,
+    NoiommuRecord,
+    StateFile,
+    now_utc,
+)
 from hostdev.errors import DeviceNotFoundError, HostdevError, HostWriteError
 from hostdev.host.fs import HostFS, exists
 from hostdev.host.model import VFIO_PCI, Host, PciAddress
@@ -89,11 +102,13 @@ class BindResult:
     writes: list[Write] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run did besides the devices
+    errors: list[str] = field(default_factory=list)  # what failed besides the devices
 
     @property
     def ok(self) -> bool:
-        """True when no device was refused, failed or rolled back."""
-        return not any(d.action in FAILED_ACTIONS for d in self.devices)
+        """True when no device was refused, failed or rolled back, and nothing else failed."""
+        return not self.errors and not any(d.action in FAILED_ACTIONS for d in self.devices)
 
     def to_json(self) -> dict[str, Any]:
         """The -o json document."""
@@ -105,6 +120,8 @@ class BindResult:
             "writes": [{"path": w.path, "value": w.value} for w in self.writes],
             "commands": self.commands,
             "warnings": self.warnings,
+            "notes": self.notes,
+            "errors": self.errors,
         }
 
 
@@ -120,6 +137,7 @@ class Run:
     result: BindResult
     state: StateFile | None
     touched: list[PciAddress] = field(default_factory=list)
+    noiommu_journal: NoiommuRecord | None = None  # no-IOMMU mode's value this run recorded
 
     def write_all(self, writes: Sequence[Write]) -> None:
         for w in writes:
@@ -180,13 +198,6 @@ def bind_devices(
         check_present(run.host, addresses)
         plan = _with_companions(run.host, addresses)
         if _bind_allowed(run, addresses, plan):
-            run.result.commands = ensure_vfio(
-                fs,
-                run.writer,
-                run.options.loader,
-                noiommu=run.options.noiommu,
-                dry_run=run.options.dry_run,
-            )
             _apply(run, plan, "bind")
     return finish_run(run)
 
@@ -257,6 +268,14 @@ def _apply(run: Run, plan: list[Step], command: str) -> None:
     fresh = _record(run, plan, command)
     done: list[DeviceResult] = []
     try:
+        if command == "bind":
+            run.result.commands = ensure_vfio(
+                run.fs,
+                run.writer,
+                run.options.loader,
+                noiommu=run.options.noiommu,
+                dry_run=run.options.dry_run,
+            )
         for address, companion_of in plan:
             item = _change(run, address, companion_of, command, plan)
             done.append(item)
@@ -268,9 +287,11 @@ def _apply(run: Run, plan: list[Step], command: str) -> None:
 
 
 def _record(run: Run, plan: list[Step], command: str) -> list[str]:
-    """Record every device's original binding before the first write; returns the new ones."""
+    """Record every device's original binding (and the no-IOMMU mode's value, when this run
+    turns it on) before the first write; returns the addresses recorded now."""
     if run.state is None:
         return []
+    noiommu = command == "bind" and run.options.noiommu
     records = {}
     for address, companion_of in plan:
         device = run.host.devices[address]
@@ -283,8 +304,19 @@ def _record(run: Run, plan: list[Step], command: str) -> list[str]:
             _opt(companion_of),
             command,
             now_utc(),
+            noiommu,
         )
-    return run.state.add(records)
+    run.noiommu_journal = _noiommu_journal(run.fs, run.state) if noiommu else None
+    return run.state.add(records, run.noiommu_journal)
+
+
+def _noiommu_journal(fs: HostFS, state: StateFile) -> NoiommuRecord | None:
+    """The no-IOMMU mode's value to record before turning it on: none when it is on already
+    or when the state file keeps the value from before an earlier run turned it on."""
+    value = noiommu_value(fs)
+    if state.noiommu is not None or noiommu_on(value):
+        return None
+    return NoiommuRecord(value, now_utc())
 
 
 def _change(
@@ -346,7 +378,20 @@ def _rollback(
             "file keeps their original drivers: run hostdev restore"
         )
     elif run.state is not None:
-        run.state.drop(fresh)
+        journal = run.noiommu_journal
+        problem = journal and undo_noiommu(run, journal)
+        if problem:
+            run.result.warnings.append(f"{problem}; run hostdev restore --all")
+        run.state.drop(fresh, noiommu=journal is not None and not problem)
+
+
+def undo_noiommu(run: Run, journal: NoiommuRecord) -> str | None:
+    """Put vfio's no-IOMMU mode back as it was before hostdev turned it on; the error, if any."""
+    try:
+        put_back_noiommu(run.fs, run.writer, journal.previous)
+    except HostdevError as err:
+        return f"vfio's enable_unsafe_noiommu_mode stays on: {err}"
+    return None
 
 
 def _report_undo(run: Run, item: DeviceResult, failures: dict[PciAddress, str]) -> None:

@@ -28,6 +28,25 @@ def modprobe(module: str, params: Sequence[str]) -> None:
         raise HostdevError(f"modprobe {module} failed: {detail}") from err
 
 
+NOIOMMU_PARAM = ("module", "vfio", "parameters", "enable_unsafe_noiommu_mode")
+
+
+def noiommu_value(fs: HostFS) -> str | None:
+    """vfio's enable_unsafe_noiommu_mode as the kernel shows it ("Y"/"N"); None: vfio not loaded."""
+    return read_text(fs.sys(*NOIOMMU_PARAM))
+
+
+def noiommu_on(value: str | None) -> bool:
+    """Whether a value of enable_unsafe_noiommu_mode means on."""
+    return value in ("Y", "1")
+
+
+def put_back_noiommu(fs: HostFS, writer: HostWriter, previous: str | None) -> None:
+    """Turn no-IOMMU mode back off (to its value before hostdev turned it on) if it is on."""
+    if noiommu_on(noiommu_value(fs)):
+        writer.write(fs.sys(*NOIOMMU_PARAM), previous or "N")
+
+
 def ensure_vfio(
     fs: HostFS, writer: HostWriter, loader: ModuleLoader, *, noiommu: bool, dry_run: bool
 ) -> list[str]:
@@ -37,9 +56,9 @@ def ensure_vfio(
     """
     commands: list[str] = []
     if noiommu:
-        param = fs.sys("module", "vfio", "parameters", "enable_unsafe_noiommu_mode")
+        param = fs.sys(*NOIOMMU_PARAM)
         if exists(param):
-            if read_text(param) not in ("Y", "1"):
+            if not noiommu_on(read_text(param)):
                 writer.write(param, "1")
         else:
             commands.append(_load(loader, "vfio", ("enable_unsafe_noiommu_mode=1",), dry_run))

@@ -19,6 +19,7 @@ from hostdev.binding.execute import (
     finish_run,
     locked_run,
     restore_to,
+    undo_noiommu,
 )
 from hostdev.binding.plan import Binding
 from hostdev.binding.state import DeviceRecord, StateFile
@@ -38,9 +39,26 @@ def restore_devices(
     with locked_run(fs, writer, "restore", options or BindOptions()) as run:
         state = run.state or StateFile.read(run.options.state_file)
         restored = _restore(run, state, addresses)
+        noiommu_off = _noiommu_unneeded(run, state, restored)
         if run.state is not None:
-            run.state.drop(restored)
+            run.state.drop(restored, noiommu=noiommu_off)
     return finish_run(run)
+
+
+def _noiommu_unneeded(run: Run, state: StateFile, restored: list[str]) -> bool:
+    """Put vfio's no-IOMMU mode back once no record that needed it is left; whether it was."""
+    journal = state.noiommu
+    if journal is None or state.noiommu_needed(leaving=restored):
+        return False
+    problem = undo_noiommu(run, journal)
+    if problem:
+        run.result.errors.append(f"{problem}; the state file keeps its previous value")
+        return False
+    run.result.notes.append(
+        f"vfio's enable_unsafe_noiommu_mode back to {journal.previous or 'N'}: no recorded "
+        "device bound with --noiommu is left"
+    )
+    return True
 
 
 def _wanted(records: dict[str, DeviceRecord], addresses: Sequence[PciAddress] | None) -> list[str]:

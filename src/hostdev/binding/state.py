@@ -5,7 +5,13 @@ Format (JSON, version 1)::
     {"version": 1,
      "devices": {"0000:05:01.0": {"driver": "e1000", "driver_override": null,
                                   "vendor_device": "8086:100e", "companion_of": null,
-                                  "command": "bind", "recorded_at": "2026-11-22T10:00:00Z"}}}
+                                  "command": "bind", "recorded_at": "2026-11-22T10:00:00Z",
+                                  "noiommu": false}},
+     "noiommu": {"previous": "N", "recorded_at": "2026-11-22T10:00:00Z"}}
+
+The top-level "noiommu" (present only while hostdev keeps vfio's enable_unsafe_noiommu_mode on)
+holds the parameter's value before a --noiommu bind turned it on (null: vfio was not loaded);
+a record's "noiommu" says it was bound with --noiommu and so needs that mode.
 
 Every save is atomic (a temporary file in the same directory, fsync, rename, fsync of the
 directory), so a crash leaves either the old or the new file, never a torn one. A lock file
@@ -20,7 +26,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ class DeviceRecord:
     companion_of: str | None = None
     command: str = "bind"
     recorded_at: str = ""
+    noiommu: bool = False  # bound with --noiommu: needs vfio's no-IOMMU mode while recorded
 
     @classmethod
     def from_json(cls, path: Path, address: str, raw: Any) -> DeviceRecord:
@@ -50,6 +57,8 @@ class DeviceRecord:
         for key in ("driver", "driver_override", "companion_of"):
             if raw.get(key) is not None and not isinstance(raw.get(key), str):
                 raise ConfigError(str(path), f"devices.{address}.{key}", "must be a string or null")
+        if not isinstance(raw.get("noiommu", False), bool):
+            raise ConfigError(str(path), f"devices.{address}.noiommu", "must be true or false")
         return cls(
             raw.get("driver"),
             raw.get("driver_override"),
@@ -57,7 +66,25 @@ class DeviceRecord:
             raw.get("companion_of"),
             str(raw.get("command", "bind")),
             str(raw.get("recorded_at", "")),
+            raw.get("noiommu", False),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NoiommuRecord:
+    """vfio's enable_unsafe_noiommu_mode before a --noiommu bind turned it on."""
+
+    previous: str | None  # None: vfio was not loaded (hostdev loaded it with the mode on)
+    recorded_at: str = ""
+
+    @classmethod
+    def from_json(cls, path: Path, raw: Any) -> NoiommuRecord | None:
+        """Validate the file's "noiommu" entry (absent or null: none)."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or not isinstance(raw.get("previous", ""), str | None):
+            raise ConfigError(str(path), "noiommu", 'must be {"previous": string or null}')
+        return cls(raw.get("previous"), str(raw.get("recorded_at", "")))
 
 
 class StateFile:
@@ -66,12 +93,13 @@ class StateFile:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.records: dict[str, DeviceRecord] = {}
+        self.noiommu: NoiommuRecord | None = None
 
     @classmethod
     def read(cls, path: Path) -> StateFile:
         """The records as they are now, without the lock: for a dry run, which saves nothing."""
         state = cls(path)
-        state.records = load_records(state.path)
+        state.records, state.noiommu = load_state(state.path)
         return state
 
     @contextlib.contextmanager
@@ -83,34 +111,47 @@ class StateFile:
         fd = self._open_lock()
         try:
             _take_lock(fd, Path(f"{self.path}.lock"), on_wait)
-            self.records = load_records(self.path)
+            self.records, self.noiommu = load_state(self.path)
             self._check_writable()
             yield self
         finally:
             os.close(fd)
 
-    def add(self, records: Mapping[str, DeviceRecord]) -> list[str]:
-        """Add records for devices not recorded yet (the first original wins), save, and
-        return the addresses added."""
+    def add(
+        self, records: Mapping[str, DeviceRecord], noiommu: NoiommuRecord | None = None
+    ) -> list[str]:
+        """Add records for devices not recorded yet (the first original wins) and the no-IOMMU
+        mode's previous value (when none is kept yet), save, and return the addresses added."""
         fresh = {a: r for a, r in records.items() if a not in self.records}
-        if fresh:
+        journal = noiommu is not None and self.noiommu is None
+        if fresh or journal:
             self.records.update(fresh)
+            self.noiommu = noiommu if journal else self.noiommu
             self.save()
         return list(fresh)
 
-    def drop(self, addresses: list[str]) -> None:
-        """Forget devices (restored, or rolled back) and save."""
-        if any(a in self.records for a in addresses):
-            for address in addresses:
-                self.records.pop(address, None)
+    def drop(self, addresses: list[str], *, noiommu: bool = False) -> None:
+        """Forget devices (restored, or rolled back) and, with noiommu, the no-IOMMU mode's
+        previous value (put back); save."""
+        gone = [a for a in addresses if a in self.records]
+        if gone or (noiommu and self.noiommu is not None):
+            for address in gone:
+                del self.records[address]
+            self.noiommu = None if noiommu else self.noiommu
             self.save()
+
+    def noiommu_needed(self, leaving: Collection[str] = ()) -> bool:
+        """Whether a recorded device (other than those leaving) was bound with --noiommu."""
+        return any(r.noiommu for a, r in self.records.items() if a not in leaving)
 
     def save(self) -> None:
         """Write every record atomically: temporary file, fsync, rename, fsync the directory."""
-        body = {
+        body: dict[str, Any] = {
             "version": STATE_VERSION,
             "devices": {a: asdict(r) for a, r in sorted(self.records.items())},
         }
+        if self.noiommu is not None:
+            body["noiommu"] = asdict(self.noiommu)
         data = (json.dumps(body, indent=2) + "\n").encode()
         directory = self.path.parent
         fd, tmp = self._temporary_file()
@@ -172,11 +213,16 @@ def _unusable(path: Path, what: str, err: OSError) -> StateFileError:
 
 
 def load_records(path: Path) -> dict[str, DeviceRecord]:
+    """The device records of a state file; a missing file has none."""
+    return load_state(path)[0]
+
+
+def load_state(path: Path) -> tuple[dict[str, DeviceRecord], NoiommuRecord | None]:
     """The records of a state file; a missing file has none, a broken one is a ConfigError."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return {}
+        return {}, None
     except OSError as err:
         raise _unusable(path, "cannot read it", err) from err
     try:
@@ -188,7 +234,8 @@ def load_records(path: Path) -> dict[str, DeviceRecord]:
     devices = body.get("devices", {})
     if not isinstance(devices, dict):
         raise ConfigError(str(path), "devices", "must be an object")
-    return {a: DeviceRecord.from_json(path, a, raw) for a, raw in devices.items()}
+    records = {a: DeviceRecord.from_json(path, a, raw) for a, raw in devices.items()}
+    return records, NoiommuRecord.from_json(path, body.get("noiommu"))
 
 
 def now_utc() -> str:

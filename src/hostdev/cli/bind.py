@@ -151,6 +151,10 @@ def _progress(item: DeviceResult, index: int, total: int) -> None:
 def _report(args: argparse.Namespace, result: BindResult) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for error in result.errors:
+        print(f"failed: {error}", file=sys.stderr)
     for item in result.devices:
         if item.action in ("refused", "failed", "rollback-failed"):
             hint = (
