@@ -226,6 +226,34 @@ def test_restore_returns_drivers_and_drops_records(host, kernel, options, state_
     assert not (host.root / "dev/vfio/51").exists()
 
 
+@pytest.mark.parametrize(
+    ("bound", "restored", "along"),
+    [
+        ((E1000,), RTL, E1000),  # the companion alone: its target comes back too
+        ((E1000,), E1000, RTL),  # the target: its companion comes back too
+        ((E1000, RTL), RTL, E1000),  # both named at bind: the same IOMMU group still
+    ],
+    ids=["companion-brings-target", "target-brings-companion", "group-member"],
+)
+def test_restoring_one_member_restores_the_whole_group(
+    host, kernel, options, state_file, bound, restored, along
+):
+    before = bindings(host)
+    assert bind_devices(host.fs, kernel, addrs(*bound), options).ok
+    result = restore_devices(host.fs, kernel, addrs(restored), options)
+    assert result.ok
+    assert [(d.address, d.action) for d in result.devices] == [
+        (restored, "restored"),
+        (along, "restored"),
+    ]
+    assert result.notes == [
+        f"restoring {restored} restores {along} too: an IOMMU group is handed to VFIO whole, "
+        "so its recorded members come back together"
+    ]
+    assert bindings(host) == before
+    assert records(state_file) == {}
+
+
 def test_restore_twice_is_harmless(host, kernel, options):
     bind_devices(host.fs, kernel, addrs(E1000), options)
     restore_devices(host.fs, kernel, addrs(E1000, RTL), options)

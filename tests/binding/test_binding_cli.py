@@ -259,3 +259,14 @@ def test_a_failed_rollback_is_reported_per_device_and_exits_1(hostdev, capsys, o
         [E1000, "e1000", "-", "rollback-failed"],
         [RTL, "8139cp", "8139cp", "failed"],
     ]
+
+
+def test_restoring_a_companion_says_its_group_comes_back_with_it(hostdev, host, capsys):
+    before = bindings(host)
+    assert hostdev("bind", "06:01.0") == 0
+    capsys.readouterr()
+    assert hostdev("restore", "06:02.0") == 0
+    out, err = capsys.readouterr()
+    assert f"note: restoring {RTL} restores {E1000} too" in err
+    assert f"{E1000}   vfio-pci   e1000    restored   restored with {RTL} (same IOMMU group)" in out
+    assert bindings(host) == before

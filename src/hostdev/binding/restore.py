@@ -2,9 +2,11 @@
 
 For each device: driver_override back to its recorded value (normally cleared), unbind from
 the current driver, then bind to the recorded driver (its `bind` file, or drivers_probe when
-that driver is not loaded). Restoring a device also restores the group companions that were
-bound along with it. Devices are independent: a failure keeps that device's record and the
-run goes on; exit status 1 tells the caller to look.
+that driver is not loaded). Restoring a device also restores every recorded member of its
+IOMMU group and the companions bound along with it (or that it was bound along with), as bind
+moves a group to vfio-pci whole: restoring one member alone would leave the others on vfio-pci
+in a group VFIO cannot use. Devices are independent: a failure keeps that device's record and
+the run goes on; exit status 1 tells the caller to look.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hostdev.binding.plan import Binding
 from hostdev.binding.state import DeviceRecord, StateFile
 from hostdev.errors import HostdevError
 from hostdev.host.fs import HostFS
-from hostdev.host.model import PciAddress
+from hostdev.host.model import Host, PciAddress
 from hostdev.host.writer import HostWriter
 
 
@@ -61,26 +63,68 @@ def _noiommu_unneeded(run: Run, state: StateFile, restored: list[str]) -> bool:
     return True
 
 
-def _wanted(records: dict[str, DeviceRecord], addresses: Sequence[PciAddress] | None) -> list[str]:
-    """The addresses to restore: the given ones plus the companions recorded with them."""
+def _restore(run: Run, state: StateFile, addresses: Sequence[PciAddress] | None) -> list[str]:
+    """Restore each wanted device; returns the addresses whose records can go."""
+    wanted = _wanted(run.host, state.records, addresses)
+    _say_what_comes_along(run, wanted)
+    done = []
+    for address, joined in wanted.items():
+        item = _restore_one(run, address, state.records.get(address))
+        if joined is not None:
+            item.reason = item.reason or f"restored with {joined} (same IOMMU group)"
+        run.report(item, len(wanted))
+        if item.action in _RECORD_DONE:
+            done.append(address)
+    return done
+
+
+_RECORD_DONE = frozenset({"restored", "already-restored", "planned"})
+
+
+def _wanted(
+    host: Host, records: dict[str, DeviceRecord], addresses: Sequence[PciAddress] | None
+) -> dict[str, str | None]:
+    """The addresses to restore, each with the named device it comes back with (None: named):
+    the named ones, then every recorded device bound together with one of them."""
     if addresses is None:
-        return sorted(records)
-    wanted = [str(a) for a in addresses]
-    for address, record in sorted(records.items()):
-        if record.companion_of in wanted and address not in wanted:
-            wanted.append(address)
+        return dict.fromkeys(sorted(records))
+    wanted: dict[str, str | None] = dict.fromkeys(str(a) for a in addresses)
+    for named in list(wanted):
+        for other in _bound_together(host, records, named):
+            wanted.setdefault(other, named)
     return wanted
 
 
-def _restore(run: Run, state: StateFile, addresses: Sequence[PciAddress] | None) -> list[str]:
-    wanted = _wanted(state.records, addresses)
-    restored = []
-    for address in wanted:
-        item = _restore_one(run, address, state.records.get(address))
-        run.report(item, len(wanted))
-        if item.action in ("restored", "already-restored"):
-            restored.append(address)
-    return restored
+def _bound_together(host: Host, records: dict[str, DeviceRecord], address: str) -> list[str]:
+    """The other recorded devices that come back with a recorded one: its IOMMU group's
+    recorded members, and the devices a bind brought along with it (or it with), in turn."""
+    seen, todo = {address}, [address]
+    while todo:
+        for other in _linked(host, records, todo.pop()) - seen:
+            seen.add(other)
+            todo.append(other)
+    return sorted(seen - {address})
+
+
+def _linked(host: Host, records: dict[str, DeviceRecord], address: str) -> set[str]:
+    record = records.get(address)
+    if record is None:
+        return set()
+    linked = {a for a, r in records.items() if r.companion_of == address}
+    if record.companion_of in records:
+        linked.add(record.companion_of)
+    group = host.group_of(PciAddress.parse(address))
+    return linked | {str(m) for m in (group.members if group else ()) if str(m) in records}
+
+
+def _say_what_comes_along(run: Run, wanted: dict[str, str | None]) -> None:
+    for named in (a for a, joined in wanted.items() if joined is None):
+        along = [a for a, joined in wanted.items() if joined == named]
+        if along:
+            run.result.notes.append(
+                f"restoring {named} restores {', '.join(along)} too: an IOMMU group is handed "
+                "to VFIO whole, so its recorded members come back together"
+            )
 
 
 def _restore_one(run: Run, address: str, record: DeviceRecord | None) -> DeviceResult:
