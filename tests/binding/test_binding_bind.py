@@ -277,12 +277,31 @@ def test_restore_with_driver_unloaded_falls_back_to_probe_and_reports(
     assert NVME in records(state_file)  # kept for a later restore
 
 
-def test_restore_of_a_removed_device_keeps_its_record(host, kernel, options, state_file):
+@pytest.mark.parametrize(
+    ("named", "dry_run", "action", "reason", "kept"),
+    [
+        (True, False, "forgotten", "not on this host any more: record dropped", False),
+        (True, True, "planned", "not on this host any more: record to drop", True),
+        (
+            False,
+            False,
+            "failed",
+            f"not on this host; record kept: `hostdev restore {NVME}` drops it",
+            True,
+        ),
+    ],
+    ids=["named-drops-the-record", "named-dry-run", "all-keeps-it-and-says-how"],
+)
+def test_restore_of_a_removed_device(
+    host, kernel, options, state_file, named, dry_run, action, reason, kept
+):
     bind_devices(host.fs, kernel, addrs(NVME), options)
     host.remove_device(NVME)
-    result = restore_devices(host.fs, kernel, None, options)
-    assert [d.action for d in result.devices] == ["failed"]
-    assert NVME in records(state_file)
+    options = replace(options, dry_run=dry_run)
+    result = restore_devices(host.fs, kernel, addrs(NVME) if named else None, options)
+    assert [(d.action, d.reason) for d in result.devices] == [(action, reason)]
+    assert result.ok == (action != "failed")
+    assert (NVME in records(state_file)) == kept
 
 
 def test_unbind_leaves_no_driver_and_restore_brings_it_back(host, kernel, options):

@@ -270,3 +270,31 @@ def test_restoring_a_companion_says_its_group_comes_back_with_it(hostdev, host, 
     assert f"note: restoring {RTL} restores {E1000} too" in err
     assert f"{E1000}   vfio-pci   e1000    restored   restored with {RTL} (same IOMMU group)" in out
     assert bindings(host) == before
+
+
+def test_the_record_of_a_device_that_left_is_dropped_by_naming_it(
+    hostdev, host, state_file, capsys
+):
+    assert hostdev("bind", NVME) == 0
+    host.remove_device(NVME)
+    capsys.readouterr()
+    assert hostdev("restore", "--all") == 1
+    assert f"failed: not on this host; record kept: `hostdev restore {NVME}` drops it" in (
+        capsys.readouterr().err
+    )
+    assert hostdev("restore", "0a:00.0") == 0
+    assert f"{NVME}   -      -    forgotten   not on this host any more: record dropped" in (
+        capsys.readouterr().out
+    )
+    assert json.loads(state_file.read_text())["devices"] == {}
+    assert hostdev("restore", "--all") == 0
+
+
+def test_a_recorded_device_that_cannot_be_read_keeps_its_record(hostdev, host, state_file, capsys):
+    assert hostdev("bind", NVME) == 0
+    for name in ("uevent", "vendor", "device"):
+        (host.device_dir(NVME) / name).write_text("0xZZZZ\n")
+    capsys.readouterr()
+    assert hostdev("restore", NVME) == 1
+    assert "on this host but cannot be read" in capsys.readouterr().err
+    assert NVME in json.loads(state_file.read_text())["devices"]

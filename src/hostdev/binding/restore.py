@@ -66,10 +66,11 @@ def _noiommu_unneeded(run: Run, state: StateFile, restored: list[str]) -> bool:
 def _restore(run: Run, state: StateFile, addresses: Sequence[PciAddress] | None) -> list[str]:
     """Restore each wanted device; returns the addresses whose records can go."""
     wanted = _wanted(run.host, state.records, addresses)
+    named = {str(a) for a in addresses or ()}
     _say_what_comes_along(run, wanted)
     done = []
     for address, joined in wanted.items():
-        item = _restore_one(run, address, state.records.get(address))
+        item = _restore_one(run, address, state.records.get(address), address in named)
         if joined is not None:
             item.reason = item.reason or f"restored with {joined} (same IOMMU group)"
         run.report(item, len(wanted))
@@ -78,7 +79,7 @@ def _restore(run: Run, state: StateFile, addresses: Sequence[PciAddress] | None)
     return done
 
 
-_RECORD_DONE = frozenset({"restored", "already-restored", "planned"})
+_RECORD_DONE = frozenset({"restored", "already-restored", "planned", "forgotten"})
 
 
 def _wanted(
@@ -127,7 +128,7 @@ def _say_what_comes_along(run: Run, wanted: dict[str, str | None]) -> None:
             )
 
 
-def _restore_one(run: Run, address: str, record: DeviceRecord | None) -> DeviceResult:
+def _restore_one(run: Run, address: str, record: DeviceRecord | None, named: bool) -> DeviceResult:
     pci = PciAddress.parse(address)
     device = run.host.device(pci)
     driver = device.driver if device else None
@@ -141,8 +142,7 @@ def _restore_one(run: Run, address: str, record: DeviceRecord | None) -> DeviceR
         )
     item = DeviceResult(address, driver, record.driver, "", (), record.companion_of)
     if device is None:
-        item.action, item.reason = "failed", "not present on this host; record kept"
-        return item
+        return _absent(run, item, named)
     try:
         writes = restore_to(run, pci, Binding(record.driver, record.driver_override))
     except HostdevError as err:
@@ -151,4 +151,22 @@ def _restore_one(run: Run, address: str, record: DeviceRecord | None) -> DeviceR
     item.action = (
         ("planned" if run.options.dry_run else "restored") if writes else "already-restored"
     )
+    return item
+
+
+def _absent(run: Run, item: DeviceResult, named: bool) -> DeviceResult:
+    """A recorded device the scan did not find: unreadable (record kept), gone and named by
+    address (its record is dropped: a device that comes back is probed afresh), or gone."""
+    unreadable = next((s.reason for s in run.host.skipped if s.name == item.address), None)
+    item.to_driver = None
+    if unreadable is not None:
+        item.action = "failed"
+        item.reason = f"on this host but cannot be read ({unreadable}); record kept"
+    elif named and run.options.dry_run:
+        item.action, item.reason = "planned", "not on this host any more: record to drop"
+    elif named:
+        item.action, item.reason = "forgotten", "not on this host any more: record dropped"
+    else:
+        item.action = "failed"
+        item.reason = f"not on this host; record kept: `hostdev restore {item.address}` drops it"
     return item

@@ -11,7 +11,7 @@ Parsing is pure; `resolve` matches parsed selectors against a `Host` snapshot.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -72,12 +72,16 @@ def parse_selectors(texts: Iterable[str]) -> list[Selector]:
     return selectors
 
 
-def resolve(host: Host, selectors: Sequence[Selector]) -> list[PciAddress]:
-    """Addresses selected by any selector, in address order; each selector must match."""
+def resolve(
+    host: Host, selectors: Sequence[Selector], recorded: Collection[PciAddress] = ()
+) -> list[PciAddress]:
+    """Addresses selected by any selector, in address order; each selector must match. A full
+    address may also name a recorded device that is no longer on the host (for restore)."""
+    named = host.devices.keys() | set(recorded)
     chosen: set[PciAddress] = set()
     for selector in selectors:
         if selector.kind == "address":
-            matched = {PciAddress.parse(selector.value)} & host.devices.keys()
+            matched = {PciAddress.parse(selector.value)} & named
         else:
             matched = {a for a in host.devices if selector.matches(host, a)}
         if not matched:

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,10 +105,17 @@ def _options(args: argparse.Namespace) -> BindOptions:
     )
 
 
-def _addresses(args: argparse.Namespace) -> list[PciAddress]:
+def _addresses(args: argparse.Namespace, recorded: Collection[PciAddress] = ()) -> list[PciAddress]:
     selectors = parse_selectors(args.targets)
     _, host = load_host(args)
-    return resolve(host, selectors)
+    return resolve(host, selectors, recorded)
+
+
+def _recorded(args: argparse.Namespace) -> set[PciAddress]:
+    """Addresses in the state file: restore may name a recorded device that has left."""
+    from hostdev.binding.state import load_records
+
+    return {PciAddress.parse(address) for address in load_records(args.state_file)}
 
 
 def _bind(args: argparse.Namespace) -> int:
@@ -131,7 +139,7 @@ def _restore(args: argparse.Namespace) -> int:
         raise BadInputError("give either --all or devices to restore, not both")
     if not args.all and not args.targets:
         raise BadInputError("name devices to restore, or --all for every recorded device")
-    addresses = None if args.all else _addresses(args)
+    addresses = None if args.all else _addresses(args, _recorded(args))
     return _report(
         args, restore_devices(host_fs(args), writer_for(args), addresses, _options(args))
     )
