@@ -269,13 +269,7 @@ def _apply(run: Run, plan: list[Step], command: str) -> None:
     done: list[DeviceResult] = []
     try:
         if command == "bind":
-            run.result.commands = ensure_vfio(
-                run.fs,
-                run.writer,
-                run.options.loader,
-                noiommu=run.options.noiommu,
-                dry_run=run.options.dry_run,
-            )
+            _load_vfio(run)
         for address, companion_of in plan:
             item = _change(run, address, companion_of, command, plan)
             done.append(item)
@@ -284,6 +278,14 @@ def _apply(run: Run, plan: list[Step], command: str) -> None:
         _rollback(run, plan, done, err, fresh)
         if isinstance(err, KeyboardInterrupt):
             raise
+
+
+def _load_vfio(run: Run) -> None:
+    """Load vfio-pci when missing and turn no-IOMMU mode on for --noiommu (recorded first)."""
+    options = run.options
+    run.result.commands = ensure_vfio(
+        run.fs, run.writer, options.loader, noiommu=options.noiommu, dry_run=options.dry_run
+    )
 
 
 def _record(run: Run, plan: list[Step], command: str) -> list[str]:
@@ -378,11 +380,17 @@ def _rollback(
             "file keeps their original drivers: run hostdev restore"
         )
     elif run.state is not None:
-        journal = run.noiommu_journal
-        problem = journal and undo_noiommu(run, journal)
-        if problem:
-            run.result.warnings.append(f"{problem}; run hostdev restore --all")
-        run.state.drop(fresh, noiommu=journal is not None and not problem)
+        _forget_run(run, run.state, fresh)
+
+
+def _forget_run(run: Run, state: StateFile, fresh: list[str]) -> None:
+    """After a complete rollback: put no-IOMMU mode back if this run turned it on, and drop
+    the records this run made (the mode's previous value too, unless putting it back failed)."""
+    journal = run.noiommu_journal
+    problem = journal and undo_noiommu(run, journal)
+    if problem:
+        run.result.warnings.append(f"{problem}; run hostdev restore --all")
+    state.drop(fresh, noiommu=journal is not None and not problem)
 
 
 def undo_noiommu(run: Run, journal: NoiommuRecord) -> str | None:

@@ -56,8 +56,9 @@ def _noiommu_unneeded(run: Run, state: StateFile, restored: list[str]) -> bool:
     if problem:
         run.result.errors.append(f"{problem}; the state file keeps its previous value")
         return False
+    back = "would go back" if run.options.dry_run else "back"
     run.result.notes.append(
-        f"vfio's enable_unsafe_noiommu_mode back to {journal.previous or 'N'}: no recorded "
+        f"vfio's enable_unsafe_noiommu_mode {back} to {journal.previous or 'N'}: no recorded "
         "device bound with --noiommu is left"
     )
     return True

@@ -157,22 +157,7 @@ def _progress(item: DeviceResult, index: int, total: int) -> None:
 
 
 def _report(args: argparse.Namespace, result: BindResult) -> int:
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    for error in result.errors:
-        print(f"failed: {error}", file=sys.stderr)
-    for item in result.devices:
-        if item.action in ("refused", "failed", "rollback-failed"):
-            hint = (
-                "; use --force to override"
-                if "--noiommu" not in item.reason
-                and item.action == "refused"
-                and "bridge" not in item.reason
-                else ""
-            )
-            print(f"{item.action}: {item.reason}{hint}", file=sys.stderr)
+    _say_on_stderr(result)
     if args.output in ("json", "yaml"):
         dump(result.to_json(), args.output)
     elif result.dry_run:
@@ -187,6 +172,27 @@ def _report(args: argparse.Namespace, result: BindResult) -> int:
         ]
         table(["ADDRESS", "FROM", "TO", "ACTION", "NOTE"], rows)
     return 0 if result.ok else 1
+
+
+def _say_on_stderr(result: BindResult) -> None:
+    lines = [f"warning: {w}" for w in result.warnings] + [f"note: {n}" for n in result.notes]
+    lines += [f"failed: {e}" for e in result.errors]
+    lines += [
+        f"{d.action}: {d.reason}{_force_hint(d)}"
+        for d in result.devices
+        if d.action in ("refused", "failed", "rollback-failed")
+    ]
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+_NOT_FORCEABLE = ("--noiommu", "bridge", "cannot be read")  # words of refusals --force keeps
+
+
+def _force_hint(item: DeviceResult) -> str:
+    if item.action != "refused" or any(word in item.reason for word in _NOT_FORCEABLE):
+        return ""
+    return "; use --force to override"
 
 
 def _note(item: DeviceResult) -> str:
