@@ -317,6 +317,29 @@ BAD = [
     (RES + RES[len("resources:\n") :], "resources[1]", "already defined at resources[0]"),
     ("kubevirtEntries: some\n" + KUBEVIRT_BLOCK, "kubevirtEntries", "'external' or 'all'"),
     (
+        "resources:\n- {name: intel.com/qat, selectors: [{device: '8086:6f54'}]}\n"
+        + KUBEVIRT_BLOCK,
+        "resources[0]",
+        "also listed at permittedHostDevices.pciHostDevices[1], which KubeVirt serves itself",
+    ),
+    (
+        "permittedHostDevices:\n  pciHostDevices:\n"
+        "  - {pciVendorSelector: '10de:1eb8', resourceName: nvidia.com/gpu,"
+        " externalResourceProvider: true}\n"
+        "  - {pciVendorSelector: '10de:2184', resourceName: nvidia.com/gpu}\n",
+        "permittedHostDevices.pciHostDevices[0]",
+        "which KubeVirt serves itself",
+    ),
+    (
+        "permittedHostDevices:\n  pciHostDevices:\n"
+        "  - {pciVendorSelector: '10de:1eb8', resourceName: nvidia.com/t4}\n"
+        "  mediatedDevices:\n"
+        "  - {mdevNameSelector: GRID T4-1Q, resourceName: nvidia.com/t4,"
+        " externalResourceProvider: true}\n",
+        "permittedHostDevices.mediatedDevices[0]",
+        "also listed at permittedHostDevices.pciHostDevices[0]",
+    ),
+    (
         "permittedHostDevices:\n  pciHostDevices:\n  - pciVendorSelector: '10de:1eb8'\n",
         "permittedHostDevices.pciHostDevices[0].resourceName",
         "required",

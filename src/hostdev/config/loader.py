@@ -7,15 +7,17 @@ a KubeVirt / HyperConverged CR whose `spec.configuration.permittedHostDevices` (
 
 KubeVirt entries rule: hostdev serves only entries with `externalResourceProvider: true`;
 KubeVirt's own virt-handler serves the others, and registering them twice would make the two
-plugins replace each other at the kubelet. `kubevirtEntries: all` (or `--kubevirt-entries all`)
-serves every entry, for nodes where KubeVirt's device manager is not running.
+plugins replace each other at the kubelet; for the same reason no native resource or external
+entry may take the name of an entry KubeVirt serves. `kubevirtEntries: all` (or
+`--kubevirt-entries all`) serves every entry, for nodes where KubeVirt's device manager is not
+running.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,14 @@ def load_config(path: str | Path, *, kubevirt_entries: KubeVirtEntries | None = 
         raise _config_error(file, prefix, err) from None
     entries = kubevirt_entries or schema.kubevirtEntries
     resources = [_native(r, f"resources[{i}]") for i, r in enumerate(schema.resources)]
-    skipped: list[str] = []
+    block = _KubeVirtBlock()
     if schema.permittedHostDevices is not None:
         block_path = ".".join(prefix) or "permittedHostDevices"
-        kv, skipped = _kubevirt(schema.permittedHostDevices, block_path, entries)
-        resources.extend(kv)
+        block = _kubevirt(schema.permittedHostDevices, block_path, entries)
+        resources.extend(block.served)
     _check_unique(file, resources)
+    _check_not_kubevirt_owned(file, resources, block.kubevirt_owned)
+    skipped = block.skipped
     for reason in skipped:
         log.info("%s: %s", file, reason)
     sriov = tuple(parse_sriov_specs(schema.sriov, file))
@@ -172,42 +176,55 @@ def _selector(schema: Any) -> Selector:
     )
 
 
+@dataclass
+class _KubeVirtBlock:
+    """What a permittedHostDevices block gives hostdev, and what it leaves to KubeVirt."""
+
+    served: list[ResourceSpec] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    kubevirt_owned: dict[str, str] = field(default_factory=dict)  # name -> first entry's path
+
+
 def _kubevirt(
     block: PermittedHostDevicesSchema, path: str, entries: KubeVirtEntries
-) -> tuple[list[ResourceSpec], list[str]]:
-    served: dict[tuple[str, str], ResourceSpec] = {}
-    skipped: list[str] = []
-    pci: list[tuple[Any, ResourceKind, Selector]] = [
-        (e, "pci", Selector(device=e.selector)) for e in block.pciHostDevices
-    ]
-    mdev: list[tuple[Any, ResourceKind, Selector]] = [
-        (e, "mdev", Selector(mdev_name=e.mdev_name_selector)) for e in block.mediatedDevices
-    ]
-    counters = {"pci": 0, "mdev": 0}
-    for entry, kind, selector in pci + mdev:
-        key = "pciHostDevices" if kind == "pci" else "mediatedDevices"
-        origin = f"{path}.{key}[{counters[kind]}]"
-        counters[kind] += 1
+) -> _KubeVirtBlock:
+    result = _KubeVirtBlock()
+    served: dict[tuple[str, ResourceKind], ResourceSpec] = {}
+    for entry, kind, selector, origin in _kubevirt_entries(block, path):
         if not entry.external_resource_provider and entries == "external":
-            skipped.append(
+            result.skipped.append(
                 f"{origin}: skipping {entry.resource_name}: KubeVirt serves it itself "
                 "(externalResourceProvider is not true; kubevirtEntries: all "
                 "overrides)"
             )
+            result.kubevirt_owned.setdefault(entry.resource_name, origin)
             continue
         # KubeVirt lets several selectors feed one resourceName: merge them.
         earlier = served.get((entry.resource_name, kind))
-        if earlier is not None:
-            served[(entry.resource_name, kind)] = replace(
-                earlier, selectors=(*earlier.selectors, selector)
-            )
-            continue
-        served[(entry.resource_name, kind)] = ResourceSpec(
-            entry.resource_name, kind, (selector,), origin=origin
+        served[(entry.resource_name, kind)] = (
+            ResourceSpec(entry.resource_name, kind, (selector,), origin=origin)
+            if earlier is None
+            else replace(earlier, selectors=(*earlier.selectors, selector))
         )
     if block.usb:
-        skipped.append(f"{path}.usb: USB devices are not served by hostdev")
-    return list(served.values()), skipped
+        result.skipped.append(f"{path}.usb: USB devices are not served by hostdev")
+    result.served = list(served.values())
+    return result
+
+
+def _kubevirt_entries(
+    block: PermittedHostDevicesSchema, path: str
+) -> list[tuple[Any, ResourceKind, Selector, str]]:
+    """Each entry of the block with its kind, its selector and its path in the file."""
+    pci: list[tuple[Any, ResourceKind, Selector, str]] = [
+        (e, "pci", Selector(device=e.selector), f"{path}.pciHostDevices[{i}]")
+        for i, e in enumerate(block.pciHostDevices)
+    ]
+    mdev: list[tuple[Any, ResourceKind, Selector, str]] = [
+        (e, "mdev", Selector(mdev_name=e.mdev_name_selector), f"{path}.mediatedDevices[{i}]")
+        for i, e in enumerate(block.mediatedDevices)
+    ]
+    return pci + mdev
 
 
 def _check_unique(file: str, resources: list[ResourceSpec]) -> None:
@@ -218,3 +235,19 @@ def _check_unique(file: str, resources: list[ResourceSpec]) -> None:
                 file, spec.origin, f"resource {spec.name} is already defined at {seen[spec.name]}"
             )
         seen[spec.name] = spec.origin
+
+
+def _check_not_kubevirt_owned(
+    file: str, resources: list[ResourceSpec], kubevirt_owned: dict[str, str]
+) -> None:
+    """A name KubeVirt's own plugin registers must not be registered by hostdev as well."""
+    for spec in resources:
+        owner = kubevirt_owned.get(spec.name)
+        if owner is not None:
+            raise ConfigError(
+                file,
+                spec.origin,
+                f"resource {spec.name} is also listed at {owner}, which KubeVirt serves itself "
+                "(externalResourceProvider is not true): two plugins registering one name "
+                "replace each other at the kubelet",
+            )
