@@ -385,6 +385,12 @@ BAD = [
         "required",
     ),
     (
+        "permittedHostDevices:\n  mediatedDevices:\n"
+        "  - {mdevNameSelector: ' ', resourceName: example.com/x}\n",
+        "permittedHostDevices.mediatedDevices[0].mdevNameSelector",
+        "may not be empty",
+    ),
+    (
         "permittedHostDevices:\n  hostDevices: []\n",
         "permittedHostDevices.hostDevices",
         "unknown key",
@@ -418,6 +424,42 @@ def test_config_errors_name_file_field_and_reason(
     assert reason in err.reason
     assert "\n" not in str(err) and str(err).startswith(str(path))
     assert err.exit_code == 2
+
+
+EMPTY_SELECTOR_VALUES = [
+    ("vendor", "''"),
+    ("device", "''"),
+    ("address", "''"),
+    ("address", "{}"),
+    ("address", "{bus: ''}"),
+    ("class", "' '"),
+    ("subsystem", "''"),
+    ("driver", "''"),
+    ("pfName", "''"),
+    ("pfName", "[]"),
+    ("pfName", "['']"),
+    ("mdevName", "''"),
+    ("novaDeviceSpec", "''"),
+    ("novaDeviceSpec", "{}"),
+    ("novaDeviceSpec", "[]"),
+    ("novaDeviceSpec", "[{}]"),
+    ("pfDevice", "''"),
+]
+
+
+@pytest.mark.parametrize(
+    "key,value", EMPTY_SELECTOR_VALUES, ids=[f"{k}={v}" for k, v in EMPTY_SELECTOR_VALUES]
+)
+def test_an_empty_selector_value_is_an_error_not_a_wildcard(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    path = write(
+        tmp_path, f"resources:\n- {{name: example.com/x, selectors: [{{{key}: {value}}}]}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == f"resources[0].selectors[0].{key}"
+    assert "may not be empty" in caught.value.reason
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -19,6 +19,18 @@ from hostdev.errors import ConfigError
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _is_blank(value: Any) -> bool:
+    """An empty or all-space string, an empty list or an empty mapping."""
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, list | dict) and not value
+
+
+def _has_blank_item(value: list[Any] | dict[Any, Any]) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return any(_is_blank(item) for item in items)
+
+
 class SelectorSchema(BaseModel):
     """One selector of the native form; all fields given must match."""
 
@@ -36,6 +48,14 @@ class SelectorSchema(BaseModel):
         default=None, alias="novaDeviceSpec"
     )
     pf_device: str | None = Field(default=None, alias="pfDevice")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        # An empty value would drop the criterion and widen the selector to every device.
+        if _is_blank(value) or (isinstance(value, list | dict) and _has_blank_item(value)):
+            raise ValueError("may not be empty (leave the field out to match any device)")
+        return value
 
     @field_validator("nova_device_spec")
     @classmethod
@@ -84,13 +104,6 @@ class SelectorSchema(BaseModel):
     def _pf_name(cls, value: str | list[str] | None) -> str | list[str] | None:
         for item in [value] if isinstance(value, str) else value or []:
             patterns.parse_pf_name(item)
-        return value
-
-    @field_validator("mdev_name")
-    @classmethod
-    def _mdev_name(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("mdevName may not be empty")
         return value
 
     @model_validator(mode="after")
@@ -188,6 +201,13 @@ class MediatedDeviceSchema(BaseModel):
     mdev_name_selector: str = Field(alias="mdevNameSelector", min_length=1)
     resource_name: str = Field(alias="resourceName")
     external_resource_provider: bool = Field(default=False, alias="externalResourceProvider")
+
+    @field_validator("mdev_name_selector")
+    @classmethod
+    def _mdev_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("may not be empty")
+        return value
 
     @field_validator("resource_name")
     @classmethod
