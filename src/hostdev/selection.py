@@ -2,7 +2,8 @@
 
 Rules:
 - Only functions bound to vfio-pci are servable PCI devices (bridges never are); mdevs are the
-  existing mediated devices whose type name matches a resource's mdevName/mdevNameSelector.
+  existing mediated devices whose type name matches a resource's mdevName/mdevNameSelector,
+  compared as KubeVirt compares them (spaces turned into `_` on both sides, then trimmed).
 - A selector matches when every criterion it gives matches (small predicates, AND-composed);
   a resource takes a device when any of its selectors matches and no exclusion does.
 - A device joins the FIRST resource (in file order) that selects it.
@@ -23,7 +24,7 @@ from hostdev.config.model import (
     ResourceSpec,
     Selector,
 )
-from hostdev.config.patterns import id_matches
+from hostdev.config.patterns import id_matches, mdev_type_key
 from hostdev.host.model import VFIO_PCI, Host, Mdev, PciAddress, PciDevice
 
 
@@ -185,8 +186,11 @@ def device_tags(spec: ResourceSpec, dev: PciDevice, host: Host) -> tuple[tuple[s
 def _takes_mdev(spec: ResourceSpec, mdev: Mdev) -> bool:
     if spec.kind != "mdev":
         return False
-    name = mdev.type_name.strip()
-    return any(s.mdev_name is not None and s.mdev_name.strip() == name for s in spec.selectors)
+    # As KubeVirt does, so "GRID_T4-2Q" and "GRID T4-2Q" both select the type "GRID T4-2Q".
+    key = mdev_type_key(mdev.type_name)
+    return any(
+        s.mdev_name is not None and mdev_type_key(s.mdev_name) == key for s in spec.selectors
+    )
 
 
 def _default_resources(devices: Iterable[PciDevice]) -> tuple[Resource, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from hostdev.config import DEFAULT_CONFIG, load_config
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
+from hostdev.kubelet.envs import kubevirt_env_name
 from hostdev.selection import select
 from hostdev.testing.examples import build_example
 
@@ -29,10 +31,16 @@ def kitchen(tmp_path_factory: pytest.TempPathFactory) -> Host:
     return scan_host(build_example("kitchen-sink", tmp_path_factory.mktemp("ks")).fs)
 
 
-def served(host: Host, tmp_path: Path, text: str) -> dict[str, list[str]]:
+def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "c.yaml"
     path.write_text(textwrap.dedent(text))
-    return {r.name: [d.id for d in r.devices] for r in select(host, load_config(path))}
+    return path
+
+
+def served(host: Host, tmp_path: Path, text: str) -> dict[str, list[str]]:
+    return {
+        r.name: [d.id for d in r.devices] for r in select(host, load_config(write(tmp_path, text)))
+    }
 
 
 def test_no_config_serves_every_vfio_device_by_vendor_device(kitchen: Host) -> None:
@@ -147,6 +155,45 @@ def test_mdevs_by_type_name(kitchen: Host, tmp_path: Path) -> None:
         "nvidia.com/GRID_T4-1Q": [],
         "nvidia.com/GRID_T4-2Q": ["4b20d080-1b54-4048-85b3-a6a62d165c01"],
     }
+
+
+@pytest.fixture(scope="module")
+def vgpu(tmp_path_factory: pytest.TempPathFactory) -> Host:
+    return scan_host(build_example("vgpu-node", tmp_path_factory.mktemp("vgpu")).fs)
+
+
+MDEV_UUID = "4b20d080-1b54-4048-85b3-a6a62d165c01"  # the vgpu-node's GRID T4-2Q
+MDEV_NAMES = [
+    ("GRID T4-2Q", True),
+    ("GRID_T4-2Q", True),  # KubeVirt turns spaces into _ on both sides
+    ("GRID T4-2Q\t", True),  # trimmed after the spaces are replaced
+    (" GRID T4-2Q", False),  # ... so a leading space becomes a leading _, as in KubeVirt
+    ("GRID T4-2Q ", False),
+    ("grid t4-2q", False),
+    ("GRID T4-1Q", False),
+    ("nvidia-231", False),  # the type id is not its name
+]
+
+
+@pytest.mark.parametrize("form", ["native", "kubevirt"])
+@pytest.mark.parametrize("selector,selected", MDEV_NAMES, ids=[repr(n) for n, _ in MDEV_NAMES])
+def test_mdev_names_match_as_in_kubevirt(
+    vgpu: Host, tmp_path: Path, form: str, selector: str, selected: bool
+) -> None:
+    name = "nvidia.com/GRID_T4-2Q"
+    quoted = json.dumps(selector)
+    text = (
+        f"resources:\n- {{name: {name}, selectors: [{{mdevName: {quoted}}}]}}\n"
+        if form == "native"
+        else "permittedHostDevices:\n  mediatedDevices:\n"
+        f"  - {{mdevNameSelector: {quoted}, resourceName: {name},"
+        " externalResourceProvider: true}\n"
+    )
+    (resource,) = select(vgpu, load_config(write(tmp_path, text)))
+    assert [d.id for d in resource.devices] == ([MDEV_UUID] if selected else [])
+    assert (
+        kubevirt_env_name(resource.name, resource.kind) == "MDEV_PCI_RESOURCE_NVIDIA_COM_GRID_T4-2Q"
+    )
 
 
 def test_mdev_served_device_takes_parent_numa_node(kitchen: Host, tmp_path: Path) -> None:

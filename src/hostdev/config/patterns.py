@@ -202,6 +202,11 @@ def _full_address(entry: str, text: str) -> AddressMatcher:
     )
 
 
+def mdev_type_key(name: str) -> str:
+    """An mdev type name as KubeVirt's virt-handler compares it: spaces to `_`, then trimmed."""
+    return name.replace(" ", "_").strip()
+
+
 def check_resource_name(name: str) -> str:
     """Validate a Kubernetes extended resource name as the kubelet does; return it."""
     problem = extended_resource_name_problem(name)
