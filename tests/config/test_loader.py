@@ -258,7 +258,7 @@ BAD = [
     (
         "resources:\n- {name: example.com/gpu, selectors: [{address: '65:00.9'}]}\n",
         "resources[0].selectors[0].address",
-        "function '9' exceeds 7",
+        "function '9' is greater than the maximum allowable value (7)",
     ),
     (
         "resources:\n- {name: example.com/gpu, selectors: [{address: {bus: '6.', port: '1'}}]}\n",
@@ -310,6 +310,12 @@ BAD = [
     (RES + "  exclude: ['eth1:0000:07:00']\n", "resources[0].exclude", "full PCI address"),
     (RES + "  exclude: ['1:0:0:07:00.2']\n", "resources[0].exclude", "address glob"),
     (RES + "  exclude: [',']\n", "resources[0].exclude", "may not be empty"),
+    (RES + "  exclude: ['0000:0a:100.0']\n", "resources[0].exclude", "slot '100' is greater"),
+    (
+        "resources:\n- {name: example.com/gpu, selectors: [{address: '10de:1eb8'}]}\n",
+        "resources[0].selectors[0].address",
+        "looks like a vendor:device pair",
+    ),
     (RES + "  env: [kubevirt, cdi]\n", "resources[0].env[1]", "'kubevirt' or 'sriov'"),
     (RES + "  env: []\n", "resources[0].env", "at least 1"),
     (RES + "  bind: always\n", "resources[0].bind", "'none' or 'onStart'"),

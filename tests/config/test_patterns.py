@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hostdev.config import patterns
@@ -29,6 +31,10 @@ A = PciAddress.parse
         ("0:65:0.0", "0000:65:00.0", True),  # short hex fields compare as numbers
         ("10000:01:00.0", "10000:01:00.0", True),
         ("04:1*.*", "0000:04:10.3", True),
+        ("ffffffff:0a:00.0", "ffffffff:0a:00.0", True),  # as wide as PciAddress takes domains
+        ("0000:ff:1f.7", "0000:ff:1f.7", True),  # each field at its largest value
+        ("0000:000a:00.0", "0000:0a:00.0", True),  # leading zeros compare as numbers
+        ("0000:0a:1*.0", "0000:0a:1f.0", True),
     ],
     ids=lambda v: str(v),
 )
@@ -36,11 +42,26 @@ def test_address_glob(glob: str, address: str, expected: bool) -> None:
     assert patterns.parse_address_glob(glob).matches(A(address)) is expected
 
 
-@pytest.mark.parametrize(
-    "glob", ["", "1:2:3:4.0", "0000:zz:00.0", "65:00.8", "123456789:0:0.0"], ids=repr
-)
-def test_bad_address_glob(glob: str) -> None:
-    with pytest.raises(ValueError):
+BAD_GLOBS = [
+    ("", "is not an address glob"),
+    ("1:2:3:4.0", "is not an address glob"),
+    ("0000:zz:00.0", "bus 'zz' is not hex"),
+    ("123456789:0:0.0", "domain '123456789' is not hex"),
+    ("65:00.8", "function '8' is greater than the maximum allowable value (7)"),
+    ("0000:0a:00.f", "function 'f' is greater than the maximum allowable value (7)"),
+    ("0000:0a:20.0", "slot '20' is greater than the maximum allowable value (1f)"),
+    ("0000:0a:100.0", "slot '100' is greater than the maximum allowable value (1f)"),
+    ("0000:100:00.0", "bus '100' is greater than the maximum allowable value (ff)"),
+    ("0000:0a:3*.0", "slot '3*' matches no slot (00 to 1f)"),
+    ("0000:0a:00.*8", "function '*8' matches no function (00 to 7)"),
+    ("0000:1*23:00.0", "bus '1*23' matches no bus (00 to ff)"),
+    ("10de:1eb8", "looks like a vendor:device pair"),
+]
+
+
+@pytest.mark.parametrize("glob,reason", BAD_GLOBS, ids=[g for g, _ in BAD_GLOBS])
+def test_bad_address_glob(glob: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
         patterns.parse_address_glob(glob)
 
 

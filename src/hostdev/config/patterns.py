@@ -22,6 +22,9 @@ _GLOB_FIELD = re.compile(r"^[0-9a-f*]*$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$")
 _VF_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 _FIELD_WIDTHS = {"domain": 4, "bus": 2, "slot": 2, "function": 1}
+# Largest value per field; domains as wide as PciAddress takes them (VMD's start at 10000).
+_FIELD_MAX = {"domain": 0xFFFFFFFF, "bus": 0xFF, "slot": 0x1F, "function": 0x7}
+_ID_PAIR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
 _ADDRESS_FIELDS = tuple(_FIELD_WIDTHS)
 
 
@@ -93,20 +96,39 @@ def parse_address_glob(text: str) -> AddressMatcher:
     fields = dict(zip(("slot", "bus", "domain"), reversed(parts), strict=False))
     if dot:
         fields["function"] = function
-    found: dict[str, str | None] = {}
-    for name in _ADDRESS_FIELDS:
-        found[name] = _glob_field(text, name, fields.get(name, ""))
+    try:
+        found = {name: _glob_field(text, name, fields.get(name, "")) for name in _ADDRESS_FIELDS}
+    except ValueError as err:
+        if _ID_PAIR.match(value):
+            raise ValueError(
+                f"{text!r} is not a PCI address but looks like a vendor:device pair "
+                "(select those with device)"
+            ) from err
+        raise
     return AddressMatcher(found["domain"], found["bus"], found["slot"], found["function"])
 
 
 def _glob_field(text: str, name: str, field: str) -> str | None:
     if field in ("", "*"):
         return None
-    if not _GLOB_FIELD.match(field) or len(field) > max(_FIELD_WIDTHS[name], 8):
+    if not _GLOB_FIELD.match(field) or len(field) > 8:
         raise ValueError(f"{text!r}: {name} {field!r} is not hex (with optional *)")
-    if "*" not in field and name == "function" and int(field, 16) > 7:
-        raise ValueError(f"{text!r}: function {field!r} exceeds 7")
+    limit = _FIELD_MAX[name]
+    if "*" not in field and int(field, 16) > limit:
+        raise ValueError(
+            f"{text!r}: {name} {field!r} is greater than the maximum allowable value ({limit:x})"
+        )
+    if "*" in field and not _glob_can_match(name, field):
+        raise ValueError(f"{text!r}: {name} {field!r} matches no {name} (00 to {limit:x})")
     return field
+
+
+def _glob_can_match(name: str, field: str) -> bool:
+    """Whether a glob field matches some value of its range (any domain glob can)."""
+    if name == "domain":
+        return True
+    width = _FIELD_WIDTHS[name]
+    return any(fnmatchcase(f"{v:0{width}x}", field) for v in range(_FIELD_MAX[name] + 1))
 
 
 def parse_address_regex(fields: dict[str, str]) -> AddressMatcher:
