@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hostdev.config import load_config
+from hostdev.config.model import KubeVirtEntries
 from hostdev.errors import ConfigError
 
 KUBEVIRT_BLOCK = """
@@ -151,6 +152,72 @@ def test_kubevirt_entries_sharing_a_resource_name_merge(tmp_path: Path) -> None:
     (spec,) = config.resources
     assert [s.device for s in spec.selectors] == ["10de:1eb8", "10de:2184"]
     assert any("usb" in reason for reason in config.skipped)
+
+
+HCO = (
+    "apiVersion: hco.kubevirt.io/v1beta1\nkind: HyperConverged\nmetadata: {name: hco}\n"
+    "spec:\n  permittedHostDevices:\n"
+)
+HCO_CASES = [
+    # (entries under spec.permittedHostDevices, kubevirtEntries, served names, skipped fragments)
+    (
+        "    pciHostDevices:\n"
+        "    - {pciDeviceSelector: '10DE:1EB8', resourceName: nvidia.com/t4,"
+        " externalResourceProvider: true, disabled: true}\n"
+        "    - {pciDeviceSelector: '10DE:2184', resourceName: nvidia.com/rtx,"
+        " externalResourceProvider: true, disabled: false}\n",
+        "external",
+        ["nvidia.com/rtx"],
+        ["pciHostDevices[0]: skipping nvidia.com/t4: disabled"],
+    ),
+    (
+        "    mediatedDevices:\n"
+        "    - {mdevNameSelector: GRID T4-1Q, resourceName: nvidia.com/GRID_T4-1Q,"
+        " disabled: true}\n",
+        "all",  # never served, whatever kubevirtEntries says
+        [],
+        ["mediatedDevices[0]: skipping nvidia.com/GRID_T4-1Q: disabled"],
+    ),
+    (
+        # a disabled entry is served by nobody, so its name is free for hostdev
+        "    pciHostDevices:\n"
+        "    - {pciDeviceSelector: '10DE:1EB8', resourceName: nvidia.com/t4, disabled: true}\n"
+        "    - {pciDeviceSelector: '10DE:1EB8', resourceName: nvidia.com/t4,"
+        " externalResourceProvider: true}\n",
+        "external",
+        ["nvidia.com/t4"],
+        ["disabled"],
+    ),
+    (
+        "    pciHostDevices:\n"
+        "    - {pciDeviceSelector: '10DE:1EB8', resourceName: nvidia.com/t4,"
+        " externalResourceProvider: true}\n"
+        "    usbHostDevices:\n"
+        "    - resourceName: kubevirt.io/storage\n"
+        "      selectors: [{vendor: '46f4', product: '0001'}]\n",
+        "external",
+        ["nvidia.com/t4"],
+        ["spec.permittedHostDevices.usbHostDevices: USB devices are not served by hostdev"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "entries,kubevirt_entries,names,skipped",
+    HCO_CASES,
+    ids=["pci-disabled", "mdev-disabled-with-all", "disabled-name-free", "usbHostDevices"],
+)
+def test_hyperconverged_cr_pasted_as_it_is(
+    tmp_path: Path,
+    entries: str,
+    kubevirt_entries: KubeVirtEntries,
+    names: list[str],
+    skipped: list[str],
+) -> None:
+    config = load_config(write(tmp_path, HCO + entries), kubevirt_entries=kubevirt_entries)
+    assert [r.name for r in config.resources] == names
+    for fragment in skipped:
+        assert any(fragment in reason for reason in config.skipped), (fragment, config.skipped)
 
 
 def test_native_and_kubevirt_forms_together(tmp_path: Path) -> None:
@@ -395,6 +462,24 @@ BAD = [
         "  - {mdevNameSelector: ' ', resourceName: example.com/x}\n",
         "permittedHostDevices.mediatedDevices[0].mdevNameSelector",
         "may not be empty",
+    ),
+    (
+        "apiVersion: kubevirt.io/v1\nkind: KubeVirt\nspec:\n  configuration:\n"
+        "    permittedHostDevices:\n      pciHostDevices:\n"
+        "      - {pciVendorSelector: '10de:1eb8', resourceName: nvidia.com/t4, disabled: true}\n",
+        "spec.configuration.permittedHostDevices.pciHostDevices[0].disabled",
+        "unknown key in a KubeVirt CR",
+    ),
+    (
+        "permittedHostDevices:\n  usbDevices: []\n",
+        "permittedHostDevices.usbDevices",
+        "unknown key",
+    ),
+    (
+        "permittedHostDevices:\n  pciHostDevices:\n  - {resourceName: example.com/x, "
+        "pciVendorSelector: '10de:1eb8', enabled: false}\n",
+        "permittedHostDevices.pciHostDevices[0].enabled",
+        "unknown key",
     ),
     (
         "permittedHostDevices:\n  hostDevices: []\n",

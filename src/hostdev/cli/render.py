@@ -1,5 +1,5 @@
 """`hostdev render KIND`: print the files that bind devices to vfio-pci at boot (and, through
-render_kubevirt, the KubeVirt permittedHostDevices block).
+render_kubevirt, the permittedHostDevices block of the KubeVirt or HyperConverged CR).
 
 Kinds: modprobe (/etc/modprobe.d/vfio.conf), modules-load (/etc/modules-load.d/vfio-pci.conf),
 butane (100-<role>-vfiopci.bu), machineconfig (what Butane compiles it to) and kernel-args

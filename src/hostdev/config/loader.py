@@ -3,7 +3,9 @@ naming the file, the field (as a path like `resources[0].selectors[1].address`) 
 
 Accepted shapes: a hostdev file (`resources:`, `permittedHostDevices:`, `kubevirtEntries:`), or
 a KubeVirt / HyperConverged CR whose `spec.configuration.permittedHostDevices` (KubeVirt) or
-`spec.permittedHostDevices` (HyperConverged) is read and everything else ignored.
+`spec.permittedHostDevices` (HyperConverged) is read and everything else ignored. USB lists
+(`usb`, `usbHostDevices`) and HyperConverged entries with `disabled: true` are skipped, each
+with a reason; `disabled` inside a KubeVirt CR is an error (KubeVirt would drop it).
 
 KubeVirt entries rule: hostdev serves only entries with `externalResourceProvider: true`;
 KubeVirt's own virt-handler serves the others, and registering them twice would make the two
@@ -42,7 +44,8 @@ from hostdev.sriov_apply import parse_sriov_specs
 
 log = logging.getLogger(__name__)
 _TYPE_TAG = re.compile(r"^(str|int|bool|float|dict\[.*\]|list\[.*\]|literal\[.*\])$", re.I)
-_CR_PATHS = (("spec", "configuration", "permittedHostDevices"), ("spec", "permittedHostDevices"))
+_KUBEVIRT_CR_PATH = ("spec", "configuration", "permittedHostDevices")
+_CR_PATHS = (_KUBEVIRT_CR_PATH, ("spec", "permittedHostDevices"))
 
 
 def load_config(path: str | Path, *, kubevirt_entries: KubeVirtEntries | None = None) -> Config:
@@ -54,6 +57,8 @@ def load_config(path: str | Path, *, kubevirt_entries: KubeVirtEntries | None = 
         schema = FileSchema.model_validate(document)
     except ValidationError as err:
         raise _config_error(file, prefix, err) from None
+    if prefix == _KUBEVIRT_CR_PATH and schema.permittedHostDevices is not None:
+        _check_no_disabled(file, ".".join(prefix), schema.permittedHostDevices)
     entries = kubevirt_entries or schema.kubevirtEntries
     resources = [_native(r, f"resources[{i}]") for i, r in enumerate(schema.resources)]
     block = _KubeVirtBlock()
@@ -191,6 +196,12 @@ def _kubevirt(
     result = _KubeVirtBlock()
     served: dict[tuple[str, ResourceKind], ResourceSpec] = {}
     for entry, kind, selector, origin in _kubevirt_entries(block, path):
+        if entry.disabled:
+            result.skipped.append(
+                f"{origin}: skipping {entry.resource_name}: disabled (the HyperConverged "
+                "operator passes no disabled entry on to KubeVirt, so nothing serves it)"
+            )
+            continue
         if not entry.external_resource_provider and entries == "external":
             result.skipped.append(
                 f"{origin}: skipping {entry.resource_name}: KubeVirt serves it itself "
@@ -206,8 +217,9 @@ def _kubevirt(
             if earlier is None
             else replace(earlier, selectors=(*earlier.selectors, selector))
         )
-    if block.usb:
-        result.skipped.append(f"{path}.usb: USB devices are not served by hostdev")
+    for key in ("usb", "usbHostDevices"):
+        if getattr(block, key):
+            result.skipped.append(f"{path}.{key}: USB devices are not served by hostdev")
     result.served = list(served.values())
     return result
 
@@ -225,6 +237,22 @@ def _kubevirt_entries(
         for i, e in enumerate(block.mediatedDevices)
     ]
     return pci + mdev
+
+
+def _check_no_disabled(file: str, path: str, block: PermittedHostDevicesSchema) -> None:
+    """`disabled` is a HyperConverged field: KubeVirt drops it and serves the entry anyway."""
+    for key, entries in (
+        ("pciHostDevices", block.pciHostDevices),
+        ("mediatedDevices", block.mediatedDevices),
+    ):
+        for i, entry in enumerate(entries):
+            if "disabled" in entry.model_fields_set:
+                raise ConfigError(
+                    file,
+                    f"{path}.{key}[{i}].disabled",
+                    "unknown key in a KubeVirt CR (a HyperConverged CR field; KubeVirt would "
+                    "ignore it and permit the entry)",
+                )
 
 
 def _check_unique(file: str, resources: list[ResourceSpec]) -> None:

@@ -160,7 +160,8 @@ class ResourceSchema(BaseModel):
 
 
 class PciHostDeviceSchema(BaseModel):
-    """A KubeVirt `pciHostDevices` entry."""
+    """A `pciHostDevices` entry: KubeVirt's (pciVendorSelector) or HyperConverged's
+    (pciDeviceSelector, and `disabled`)."""
 
     model_config = _STRICT
 
@@ -168,6 +169,7 @@ class PciHostDeviceSchema(BaseModel):
     pci_device_selector: str | None = Field(default=None, alias="pciDeviceSelector")
     resource_name: str = Field(alias="resourceName")
     external_resource_provider: bool = Field(default=False, alias="externalResourceProvider")
+    disabled: bool = False  # HyperConverged only: the entry is not passed on to KubeVirt
 
     @field_validator("pci_vendor_selector", "pci_device_selector")
     @classmethod
@@ -194,13 +196,14 @@ class PciHostDeviceSchema(BaseModel):
 
 
 class MediatedDeviceSchema(BaseModel):
-    """A KubeVirt `mediatedDevices` entry."""
+    """A `mediatedDevices` entry (KubeVirt's, or HyperConverged's with `disabled`)."""
 
     model_config = _STRICT
 
     mdev_name_selector: str = Field(alias="mdevNameSelector", min_length=1)
     resource_name: str = Field(alias="resourceName")
     external_resource_provider: bool = Field(default=False, alias="externalResourceProvider")
+    disabled: bool = False  # HyperConverged only
 
     @field_validator("mdev_name_selector")
     @classmethod
@@ -222,7 +225,10 @@ class PermittedHostDevicesSchema(BaseModel):
 
     pciHostDevices: list[PciHostDeviceSchema] = []
     mediatedDevices: list[MediatedDeviceSchema] = []
-    usb: list[dict[str, object]] = []  # accepted so a pasted block validates; never served
+    # USB lists (KubeVirt's `usb`, HyperConverged's `usbHostDevices`) are accepted so that a
+    # pasted block validates; hostdev never serves them.
+    usb: list[dict[str, object]] = []
+    usbHostDevices: list[dict[str, object]] = []
 
 
 class FileSchema(BaseModel):
