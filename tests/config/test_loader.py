@@ -57,7 +57,7 @@ def test_native_form_is_converted_to_frozen_objects(tmp_path: Path) -> None:
     first, second, third = spec.selectors
     assert (first.device, first.class_prefix) == ("10de:1eb8", "0302")
     assert second.address is not None and second.address.bus == "65"
-    assert third.pf_names[0].vf_indexes == frozenset({0, 1, 2, 3, 5})
+    assert third.pf_names[0].vf_ranges == ((0, 3), (5, 5))
     assert len(spec.excludes) == 2 and spec.excludes[1].ifname == "eth1"
     assert spec.options.env == ("kubevirt", "sriov") and spec.options.reset
     assert config.source == str(path) and not config.serves_all_vfio
@@ -351,6 +351,16 @@ BAD = [
         "resources:\n- {name: example.com/vf, selectors: [{pfName: 'enp4s0f1#5-3'}]}\n",
         "resources[0].selectors[0].pfName",
         "runs backwards",
+    ),
+    (
+        "resources:\n- {name: example.com/vf, selectors: [{pfName: 'enp4s0f1#0-30000000'}]}\n",
+        "resources[0].selectors[0].pfName",
+        "VF index 30000000 is above 65535",
+    ),
+    (
+        "resources:\n- {name: example.com/vf, selectors: [{pfName: [enp4s0f1, 3]}]}\n",
+        "resources[0].selectors[0].pfName",
+        "expected an interface name or a list of them",
     ),
     (
         "resources:\n- {name: example.com/vf, selectors: [{pfName: 'bad name#1'}]}\n",

@@ -98,6 +98,37 @@ def test_pf_name(text: str, netdevs: tuple[str, ...], index: int | None, expecte
 
 
 @pytest.mark.parametrize(
+    "text,ranges",
+    [
+        ("enp4s0f1", None),
+        ("enp4s0f1#7", ((7, 7),)),
+        ("enp4s0f1#0-3,5", ((0, 3), (5, 5))),
+        ("enp4s0f1#0-65535", ((0, 65535),)),  # kept as a range, never expanded
+        ("enp4s0f1#007", ((7, 7),)),
+    ],
+    ids=repr,
+)
+def test_vf_ranges_stay_ranges(text: str, ranges: tuple[tuple[int, int], ...] | None) -> None:
+    assert patterns.parse_pf_name(text).vf_ranges == ranges
+
+
+BAD_PF_NAMES = [
+    ("enp4s0f1#0-30000000", "VF index 30000000 is above 65535"),
+    ("enp4s0f1#65536", "VF index 65536 is above 65535"),
+    ("enp4s0f1#0-" + "9" * 5000, "is above 65535"),
+    ("enp4s0f1#\u0663", "is not N or N-M"),  # a non-ASCII digit
+    ("enp4s0f1#", "is not N or N-M"),
+    ("enp4s0f1#3-1", "runs backwards"),
+]
+
+
+@pytest.mark.parametrize("text,reason", BAD_PF_NAMES, ids=[t[:24] for t, _ in BAD_PF_NAMES])
+def test_bad_pf_names(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        patterns.parse_pf_name(text)
+
+
+@pytest.mark.parametrize(
     "text,excluded,kept",
     [
         ("0000:07:00.2", ["0000:07:00.2"], ["0000:07:00.3"]),

@@ -164,7 +164,6 @@ def _selector(schema: Any) -> Selector:
         matcher = patterns.parse_address_glob(address)
     elif address is not None:
         matcher = patterns.parse_address_regex(address)
-    pf_names = [schema.pf_name] if isinstance(schema.pf_name, str) else schema.pf_name or []
     return Selector(
         vendor=schema.vendor,
         device=schema.device,
@@ -172,7 +171,7 @@ def _selector(schema: Any) -> Selector:
         class_prefix=schema.class_,
         subsystem=schema.subsystem,
         driver=schema.driver,
-        pf_names=tuple(patterns.parse_pf_name(p) for p in pf_names),
+        pf_names=schema.pf_name or (),
         mdev_name=schema.mdev_name,
         nova=()
         if schema.nova_device_spec is None

@@ -20,7 +20,8 @@ _HEX_OR_STAR = re.compile(r"^[0-9a-f*]{1,4}$")
 _CLASS = re.compile(r"^[0-9a-f]{2}([0-9a-f]{2}){0,2}$")
 _GLOB_FIELD = re.compile(r"^[0-9a-f*]*$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$")
-_VF_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_VF_RANGE = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")
+MAX_VF_INDEX = 0xFFFF  # sriov_totalvfs is a 16-bit count
 _FIELD_WIDTHS = {"domain": 4, "bus": 2, "slot": 2, "function": 1}
 # Largest value per field; domains as wide as PciAddress takes them (VMD's start at 10000).
 _FIELD_MAX = {"domain": 0xFFFFFFFF, "bus": 0xFF, "slot": 0x1F, "function": 0x7}
@@ -157,13 +158,15 @@ class PfMatcher:
     """A PF interface name and, optionally, the VF indexes wanted from it ("enp4s0f1#0-3,5")."""
 
     ifname: str
-    vf_indexes: frozenset[int] | None  # None: every VF of the PF
+    vf_ranges: tuple[tuple[int, int], ...] | None  # inclusive (low, high); None: every VF
 
     def matches_vf(self, pf_netdevs: tuple[str, ...], vf_index: int | None) -> bool:
         """True when a VF (its PF's interface names and its index) is selected."""
         if self.ifname not in pf_netdevs or vf_index is None:
             return False
-        return self.vf_indexes is None or vf_index in self.vf_indexes
+        if self.vf_ranges is None:
+            return True
+        return any(low <= vf_index <= high for low, high in self.vf_ranges)
 
 
 def parse_pf_name(text: str) -> PfMatcher:
@@ -173,16 +176,27 @@ def parse_pf_name(text: str) -> PfMatcher:
         raise ValueError(f"{text!r}: {name!r} is not a network interface name")
     if not sep:
         return PfMatcher(name, None)
-    indexes: set[int] = set()
-    for part in ranges.split(","):
-        match = _VF_RANGE.match(part.strip())
-        if match is None:
-            raise ValueError(f"{text!r}: VF range {part!r} is not N or N-M")
-        low, high = int(match[1]), int(match[2] or match[1])
-        if high < low:
-            raise ValueError(f"{text!r}: VF range {part!r} runs backwards")
-        indexes.update(range(low, high + 1))
-    return PfMatcher(name, frozenset(indexes))
+    return PfMatcher(name, tuple(_vf_range(text, part) for part in ranges.split(",")))
+
+
+def _vf_range(text: str, part: str) -> tuple[int, int]:
+    match = _VF_RANGE.match(part.strip())
+    if match is None:
+        raise ValueError(f"{text!r}: VF range {part!r} is not N or N-M")
+    low, high = _vf_index(text, match[1]), _vf_index(text, match[2] or match[1])
+    if high < low:
+        raise ValueError(f"{text!r}: VF range {part!r} runs backwards")
+    return low, high
+
+
+def _vf_index(text: str, digits: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(MAX_VF_INDEX)) or int(significant) > MAX_VF_INDEX:
+        raise ValueError(
+            f"{text!r}: VF index {significant} is above {MAX_VF_INDEX} "
+            "(sriov_totalvfs is a 16-bit count)"
+        )
+    return int(significant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,20 @@ as new optional fields of `FileSchema` and converted in the loader.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from hostdev import selectors_sriov
 from hostdev.config import patterns
+from hostdev.config.patterns import PfMatcher
 from hostdev.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -31,6 +39,16 @@ def _has_blank_item(value: list[Any] | dict[Any, Any]) -> bool:
     return any(_is_blank(item) for item in items)
 
 
+def _pf_matchers(value: Any) -> Any:
+    """pfName as written (one interface or a list of them) to its matchers."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError("expected an interface name or a list of them")
+    return tuple(patterns.parse_pf_name(item) for item in items)
+
+
 class SelectorSchema(BaseModel):
     """One selector of the native form; all fields given must match."""
 
@@ -42,7 +60,10 @@ class SelectorSchema(BaseModel):
     class_: str | None = Field(default=None, alias="class")
     subsystem: str | None = None
     driver: str | None = None
-    pf_name: str | list[str] | None = Field(default=None, alias="pfName")
+    # Parsed here, once: the loader takes the matchers as they are.
+    pf_name: Annotated[tuple[PfMatcher, ...] | None, BeforeValidator(_pf_matchers)] = Field(
+        default=None, alias="pfName"
+    )
     mdev_name: str | None = Field(default=None, alias="mdevName")
     nova_device_spec: str | dict[str, Any] | list[dict[str, Any]] | None = Field(
         default=None, alias="novaDeviceSpec"
@@ -97,13 +118,6 @@ class SelectorSchema(BaseModel):
             patterns.parse_address_glob(value)
         elif value is not None:
             patterns.parse_address_regex(value)
-        return value
-
-    @field_validator("pf_name")
-    @classmethod
-    def _pf_name(cls, value: str | list[str] | None) -> str | list[str] | None:
-        for item in [value] if isinstance(value, str) else value or []:
-            patterns.parse_pf_name(item)
         return value
 
     @model_validator(mode="after")
