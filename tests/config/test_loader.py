@@ -400,6 +400,26 @@ BAD = [
     (RES + RES[len("resources:\n") :], "resources[1]", "already defined at resources[0]"),
     ("kubevirtEntries: some\n" + KUBEVIRT_BLOCK, "kubevirtEntries", "'external' or 'all'"),
     (
+        "resources:\n- {name: example.com/t4.a, selectors: [{address: '0000:65:00.0'}]}\n"
+        "- {name: example.com/T4_a, selectors: [{address: '0000:b3:00.0'}]}\n",
+        "resources[1]",
+        "example.com/T4_a and example.com/t4.a (at resources[0]) give the same KubeVirt env "
+        "variable ..._RESOURCE_EXAMPLE_COM_T4_A",
+    ),
+    (
+        # PCI_RESOURCE_ and MDEV_PCI_RESOURCE_ differ, but virt-launcher looks a name up in both
+        "resources:\n- {name: example.com/t4.a, selectors: [{address: '0000:65:00.0'}]}\n"
+        "- {name: example.com/T4_a, selectors: [{mdevName: GRID T4-1Q}]}\n",
+        "resources[1]",
+        "give the same KubeVirt env variable",
+    ),
+    (
+        "resources:\n- {name: intel.com/QAT, selectors: [{device: '8086:6f54'}]}\n"
+        + KUBEVIRT_BLOCK,
+        "permittedHostDevices.pciHostDevices[1]",
+        "intel.com/qat and intel.com/QAT (at resources[0]) give the same KubeVirt env variable",
+    ),
+    (
         "resources:\n- {name: intel.com/qat, selectors: [{device: '8086:6f54'}]}\n"
         + KUBEVIRT_BLOCK,
         "resources[0]",

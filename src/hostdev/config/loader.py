@@ -38,6 +38,7 @@ from hostdev.config.model import (
 from hostdev.config.patterns import AddressMatcher
 from hostdev.config.schema import FileSchema, PermittedHostDevicesSchema, ResourceSchema
 from hostdev.errors import ConfigError
+from hostdev.kubelet.envs import env_suffix
 from hostdev.mdev_plan import MdevConfig, parse_mdev_config
 from hostdev.selectors_sriov import NeutronExclusions, parse_nova_whitelist
 from hostdev.sriov_apply import parse_sriov_specs
@@ -68,6 +69,7 @@ def load_config(path: str | Path, *, kubevirt_entries: KubeVirtEntries | None = 
         resources.extend(block.served)
     _check_unique(file, resources)
     _check_not_kubevirt_owned(file, resources, block.kubevirt_owned)
+    _check_env_names(file, resources, block.kubevirt_owned)
     skipped = block.skipped
     for reason in skipped:
         log.info("%s: %s", file, reason)
@@ -277,4 +279,23 @@ def _check_not_kubevirt_owned(
                 f"resource {spec.name} is also listed at {owner}, which KubeVirt serves itself "
                 "(externalResourceProvider is not true): two plugins registering one name "
                 "replace each other at the kubelet",
+            )
+
+
+def _check_env_names(
+    file: str, resources: list[ResourceSpec], kubevirt_owned: dict[str, str]
+) -> None:
+    """Two names turning into one env variable would hand virt-launcher the wrong devices."""
+    seen: dict[str, tuple[str, str]] = {}  # env suffix -> (resource name, origin)
+    named = [(spec.name, spec.origin) for spec in resources] + list(kubevirt_owned.items())
+    for name, origin in named:
+        suffix = env_suffix(name)
+        earlier, earlier_origin = seen.setdefault(suffix, (name, origin))
+        if earlier != name:
+            raise ConfigError(
+                file,
+                origin,
+                f"resource {name} and {earlier} (at {earlier_origin}) give the same KubeVirt "
+                f"env variable ..._RESOURCE_{suffix}: virt-launcher could not tell their "
+                "devices apart",
             )
