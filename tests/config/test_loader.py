@@ -220,6 +220,25 @@ def test_hyperconverged_cr_pasted_as_it_is(
         assert any(fragment in reason for reason in config.skipped), (fragment, config.skipped)
 
 
+def test_keys_merged_in_may_be_overridden(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        resources:
+        - &t4 {name: example.com/t4, selectors: [{device: '10de:1eb8'}], reset: true}
+        - <<: *t4
+          name: example.com/t4-spare
+          exclude: ['0000:65:00.0']
+        """,
+    )
+    spare = load_config(path).resources[1]
+    assert (spare.name, spare.options.reset, len(spare.excludes)) == (
+        "example.com/t4-spare",
+        True,
+        1,
+    )
+
+
 def test_native_and_kubevirt_forms_together(tmp_path: Path) -> None:
     text = "resources:\n- {name: example.com/qat, selectors: [{device: '8086:6f54'}]}\n"
     config = load_config(write(tmp_path, text + KUBEVIRT_BLOCK))
@@ -233,6 +252,21 @@ BAD = [
     ("[1, 2]\n", "", "expected a mapping"),
     ("", "", "expected a mapping"),
     ("resources: [\n", "", "invalid YAML: line"),
+    (
+        RES + "resources: []\n",
+        "",
+        "invalid YAML: line 4: duplicate key 'resources' (first given at line 1)",
+    ),
+    (
+        RES + "  exclude: ['0000:65:00.0']\n  exclude: []\n",
+        "",
+        "invalid YAML: line 5: duplicate key 'exclude' (first given at line 4)",
+    ),
+    (
+        "resources:\n- {name: example.com/x, selectors: [{vendor: '10de', vendor: '8086'}]}\n",
+        "",
+        "invalid YAML: line 2: duplicate key 'vendor' (first given at line 2)",
+    ),
     ("colour: blue\n", "colour", "unknown key"),
     ("kubevirtEntries: external\n", "", "no resources and no permittedHostDevices"),
     ("resources:\n- selectors: [{device: '10de:1eb8'}]\n", "resources[0].name", "required"),

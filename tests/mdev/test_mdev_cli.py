@@ -234,8 +234,15 @@ def test_apply_keeps_allocated_and_reports(
 
 @pytest.mark.parametrize(
     ("content", "text"),
-    [("mediatedDevicesTypes: nvidia-231\n", "must be a list"), ("a: [\n", "invalid YAML")],
-    ids=["schema", "yaml"],
+    [
+        ("mediatedDevicesTypes: nvidia-231\n", "must be a list"),
+        ("a: [\n", "invalid YAML"),
+        (
+            "mediatedDevicesTypes: [nvidia-231]\nmediatedDevicesTypes: []\n",
+            "line 2: duplicate key 'mediatedDevicesTypes' (first given at line 1)",
+        ),
+    ],
+    ids=["schema", "yaml", "duplicate-key"],
 )
 def test_apply_bad_config(
     capsys: pytest.CaptureFixture[str], vgpu: FakeHost, tmp_path: Path, content: str, text: str

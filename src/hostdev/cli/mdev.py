@@ -6,15 +6,12 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from hostdev.cli.common import add_host_flags, load_host
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.cli.writing import add_dry_run_flag, writer_for
-from hostdev.errors import ConfigError
+from hostdev.config.yamlfile import read_yaml_file
 from hostdev.host.model import Host
 from hostdev.host.writer import RecordingWriter
 from hostdev.kubelet.constants import POD_RESOURCES_SOCKET
@@ -177,7 +174,7 @@ def run_apply(args: argparse.Namespace) -> int:
     """Bring this node's mdevs to the config; exit 1 when something could not be done."""
     from hostdev import mdev, mdev_plan
 
-    config = mdev_plan.parse_mdev_config(_read_yaml(args.config), args.config)
+    config = mdev_plan.parse_mdev_config(read_yaml_file(args.config), args.config)
     labels = _labels(args)
     wanted = mdev_plan.desired_types(config, labels)
     fs, host = load_host(args)
@@ -223,15 +220,6 @@ def _labels(args: argparse.Namespace) -> dict[str, str]:
         )
         return {}
     return labels
-
-
-def _read_yaml(path: str) -> Any:
-    try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(path, "", f"cannot read the file: {err.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(path, "", f"invalid YAML: {err}") from None
 
 
 def _print_writes(writer: RecordingWriter) -> None:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from hostdev.config import patterns
@@ -37,6 +36,7 @@ from hostdev.config.model import (
 )
 from hostdev.config.patterns import AddressMatcher
 from hostdev.config.schema import FileSchema, PermittedHostDevicesSchema, ResourceSchema
+from hostdev.config.yamlfile import read_yaml_file
 from hostdev.errors import ConfigError
 from hostdev.kubelet.envs import env_suffix
 from hostdev.mdev_plan import MdevConfig, parse_mdev_config
@@ -91,19 +91,7 @@ def _mdev_config(file: str, block: dict[str, Any] | None, top_level: bool) -> Md
 
 
 def _read_yaml(file: str) -> Any:
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(file, "", f"cannot read the file: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(file, "", "not UTF-8 text") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(err, "problem", None) or "syntax error"
-        raise ConfigError(file, "", f"invalid YAML: {where}{problem}") from None
+    document = read_yaml_file(file)
     if not isinstance(document, dict):
         raise ConfigError(file, "", "expected a mapping at the top level")
     return document
