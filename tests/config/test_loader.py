@@ -431,6 +431,26 @@ BAD = [
     (RES + "  env: []\n", "resources[0].env", "at least 1"),
     (RES + "  bind: always\n", "resources[0].bind", "'none' or 'onStart'"),
     (RES + "  reset: perhaps\n", "resources[0].reset", "valid boolean"),
+    (RES + "  reset: 0\n", "resources[0].reset", "valid boolean"),
+    (RES + "  reset: 'true'\n", "resources[0].reset", "valid boolean"),
+    (
+        "permittedHostDevices:\n  pciHostDevices:\n  - {resourceName: example.com/x, "
+        "pciVendorSelector: '10de:1eb8', externalResourceProvider: 'yes'}\n",
+        "permittedHostDevices.pciHostDevices[0].externalResourceProvider",
+        "valid boolean",
+    ),
+    (
+        "permittedHostDevices:\n  mediatedDevices:\n  - {resourceName: example.com/x, "
+        "mdevNameSelector: GRID T4-1Q, externalResourceProvider: 1}\n",
+        "permittedHostDevices.mediatedDevices[0].externalResourceProvider",
+        "valid boolean",
+    ),
+    (
+        "permittedHostDevices:\n  pciHostDevices:\n  - {resourceName: example.com/x, "
+        "pciDeviceSelector: '10de:1eb8', disabled: 'false'}\n",
+        "permittedHostDevices.pciHostDevices[0].disabled",
+        "valid boolean",
+    ),
     (RES + RES[len("resources:\n") :], "resources[1]", "already defined at resources[0]"),
     ("kubevirtEntries: some\n" + KUBEVIRT_BLOCK, "kubevirtEntries", "'external' or 'all'"),
     (

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -25,6 +26,7 @@ from hostdev.config.patterns import PfMatcher
 from hostdev.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+# Booleans are StrictBool: pydantic would otherwise take "yes", "off", 1 or 0 for true/false.
 
 
 def _is_blank(value: Any) -> bool:
@@ -141,7 +143,7 @@ class ResourceSchema(BaseModel):
     exclude_devices: str | None = Field(default=None, alias="excludeDevices")
     env: list[Literal["kubevirt", "sriov"]] = Field(default=["kubevirt"], min_length=1)
     bind: Literal["none", "onStart"] = "none"
-    reset: bool = False
+    reset: StrictBool = False
 
     @field_validator("name")
     @classmethod
@@ -182,8 +184,8 @@ class PciHostDeviceSchema(BaseModel):
     pci_vendor_selector: str | None = Field(default=None, alias="pciVendorSelector")
     pci_device_selector: str | None = Field(default=None, alias="pciDeviceSelector")
     resource_name: str = Field(alias="resourceName")
-    external_resource_provider: bool = Field(default=False, alias="externalResourceProvider")
-    disabled: bool = False  # HyperConverged only: the entry is not passed on to KubeVirt
+    external_resource_provider: StrictBool = Field(default=False, alias="externalResourceProvider")
+    disabled: StrictBool = False  # HyperConverged only: the entry is not passed on to KubeVirt
 
     @field_validator("pci_vendor_selector", "pci_device_selector")
     @classmethod
@@ -216,8 +218,8 @@ class MediatedDeviceSchema(BaseModel):
 
     mdev_name_selector: str = Field(alias="mdevNameSelector", min_length=1)
     resource_name: str = Field(alias="resourceName")
-    external_resource_provider: bool = Field(default=False, alias="externalResourceProvider")
-    disabled: bool = False  # HyperConverged only
+    external_resource_provider: StrictBool = Field(default=False, alias="externalResourceProvider")
+    disabled: StrictBool = False  # HyperConverged only
 
     @field_validator("mdev_name_selector")
     @classmethod
