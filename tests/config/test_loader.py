@@ -520,6 +520,17 @@ BAD = [
     ),
     (
         "permittedHostDevices:\n  pciHostDevices:\n  - {resourceName: example.com/x, "
+        "pciVendorSelector: '10de:1eb'}\n",
+        "permittedHostDevices.pciHostDevices[0].pciVendorSelector",
+        "4 hex digits each",
+    ),
+    (
+        "resources:\n- {name: example.com/gpu, selectors: [{vendor: '86'}]}\n",
+        "resources[0].selectors[0].vendor",
+        "4 hex digits",
+    ),
+    (
+        "permittedHostDevices:\n  pciHostDevices:\n  - {resourceName: example.com/x, "
         "pciVendorSelector: '10de:*'}\n",
         "permittedHostDevices.pciHostDevices[0].pciVendorSelector",
         "no wildcards",

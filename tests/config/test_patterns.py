@@ -198,3 +198,41 @@ def test_invalid_resource_names(name: str) -> None:
 )
 def test_id_wildcards(pattern: str, value: str, expected: bool) -> None:
     assert patterns.id_matches(pattern, value) is expected
+
+
+@pytest.mark.parametrize(
+    "text,valid",
+    [
+        ("10de:1eb8", True),
+        ("10DE:1EB8", True),
+        ("10de:*", True),
+        ("*:1eb8", True),
+        ("10*:1e*8", True),
+        ("10de:1eb", False),  # a digit short: would match nothing
+        ("10d:1eb8", False),
+        ("10de:1eb80", False),
+        ("10de:", False),
+        ("10de:1e*b80", False),
+        ("10de", False),
+    ],
+    ids=repr,
+)
+def test_id_pairs_take_four_hex_digits(text: str, valid: bool) -> None:
+    if valid:
+        assert patterns.parse_id_pair(text) == text.lower()
+    else:
+        with pytest.raises(ValueError, match="4 hex digits each"):
+            patterns.parse_id_pair(text)
+
+
+@pytest.mark.parametrize(
+    "text,valid",
+    [("8086", True), ("10*", True), ("*", True), ("86", False), ("808", False), ("80866", False)],
+    ids=repr,
+)
+def test_ids_take_four_hex_digits(text: str, valid: bool) -> None:
+    if valid:
+        assert patterns.parse_id(text) == text
+    else:
+        with pytest.raises(ValueError, match="4 hex digits"):
+            patterns.parse_id(text)

@@ -16,7 +16,8 @@ from hostdev.errors import BadInputError
 from hostdev.host.model import PciAddress
 from hostdev.kubelet.resourcename import extended_resource_name_problem
 
-_HEX_OR_STAR = re.compile(r"^[0-9a-f*]{1,4}$")
+# A PCI ID is 4 hex digits; only a pattern with `*` may be shorter ("10*", "*").
+_ID = re.compile(r"^(?:[0-9a-f]{4}|(?=[0-9a-f]*\*)[0-9a-f*]{1,4})$")
 _CLASS = re.compile(r"^[0-9a-f]{2}([0-9a-f]{2}){0,2}$")
 _GLOB_FIELD = re.compile(r"^[0-9a-f*]*$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$")
@@ -33,16 +34,18 @@ def parse_id_pair(text: str) -> str:
     """Validate a "vvvv:dddd" pair (hex, `*` wildcards) and return it in lower case."""
     value = text.strip().lower()
     vendor, sep, device = value.partition(":")
-    if not sep or not _HEX_OR_STAR.match(vendor) or not _HEX_OR_STAR.match(device):
-        raise ValueError(f"{text!r} is not a vendor:device pair like 10de:1eb8 (hex, * allowed)")
+    if not sep or not _ID.match(vendor) or not _ID.match(device):
+        raise ValueError(
+            f"{text!r} is not a vendor:device pair like 10de:1eb8 (4 hex digits each, * allowed)"
+        )
     return value
 
 
 def parse_id(text: str) -> str:
     """Validate one 4-digit hex ID (`*` wildcards allowed) and return it in lower case."""
     value = text.strip().lower()
-    if not _HEX_OR_STAR.match(value):
-        raise ValueError(f"{text!r} is not a hex ID like 10de (* allowed)")
+    if not _ID.match(value):
+        raise ValueError(f"{text!r} is not a hex ID like 10de (4 hex digits, * allowed)")
     return value
 
 
