@@ -1,9 +1,10 @@
 """The config file's schema (pydantic v2): the native `resources:` form and KubeVirt's
 `permittedHostDevices` block, exactly as users write them. Unknown keys are errors.
 
-Validators only check; `loader.py` turns the validated models into the frozen objects of
-`model.py`. New sections (nova whitelist entries, `sriov:`, `mediatedDevices`) are added here
-as new optional fields of `FileSchema` and converted in the loader.
+Validators only check (except `pfName`, parsed once here into its matchers); `loader.py` turns
+the validated models into the frozen objects of `model.py`. New sections (nova whitelist
+entries, `sriov:`, `mediatedDevices`) are added here as new optional fields of `FileSchema` and
+converted in the loader.
 """
 
 from __future__ import annotations
