@@ -1,6 +1,8 @@
 """`hostdev sriov` and `hostdev sriov set` through the real entry point, on fake hosts."""
 
+import errno
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,58 @@ def test_records_of_new_vfs_made_meanwhile_are_not_forgotten(
     recorded = json.loads(kernel.state_file.read_text())["devices"]
     assert sorted(recorded) == nvme.vfs_of(NVME_PF)
     assert [nvme.driver_of(vf) for vf in recorded] == [VFIO_PCI] * 3
+
+
+@dataclass
+class InterruptedKernel(FakeKernelWriter):
+    """The fake kernel, with Ctrl-C arriving just after the write at `interrupt_after`."""
+
+    interrupt_after: int | None = None
+
+    def write(self, path: str, value: str) -> None:
+        """Apply the write, then raise KeyboardInterrupt when it is the chosen one."""
+        super().write(path, value)
+        if len(self.writes) - 1 == self.interrupt_after:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("fail_at", "interrupt_after", "flags", "code", "kept"),
+    [
+        ({1: errno.ENOMEM}, None, [], 1, 0),
+        ({}, None, ["--timeout", "0"], 1, 0),
+        ({}, 0, [], 130, 0),
+        ({}, 1, [], 130, 0),
+        ({0: errno.EBUSY}, None, [], 1, 3),
+    ],
+    ids=[
+        "new-count-refused",
+        "timed-out",
+        "interrupted-after-0",
+        "interrupted-after-2",
+        "0-refused-vfs-stay",
+    ],
+)
+def test_a_failed_set_forgets_the_records_of_vfs_already_removed(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    nvme: FakeHost,
+    tmp_path: Path,
+    fail_at: dict[int, int],
+    interrupt_after: int | None,
+    flags: list[str],
+    code: int,
+    kept: int,
+) -> None:
+    """Once the kernel removed the VFs their records go, whatever happens next."""
+    fake_kernel(monkeypatch, nvme)
+    assert run(capsys, nvme, "sriov", "set", NVME_PF, "3", "--bind", VFIO_PCI)[0] == 0
+    kernel = InterruptedKernel(nvme, fail_at=fail_at, interrupt_after=interrupt_after)
+    monkeypatch.setattr(writing, "writer_factory", lambda: kernel)
+    got, out, _ = run(capsys, nvme, "sriov", "set", NVME_PF, "2", *flags)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert (got, len(state["devices"])) == (code, kept)
+    assert ("forgot the binding records of 3 removed VFs" in out) == (kept == 0)
 
 
 def test_set_without_pf_driver_exits_1(

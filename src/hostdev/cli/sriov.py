@@ -143,9 +143,11 @@ def run_set(args: argparse.Namespace) -> int:
     with _state_locked(args) as state:
         fs, pf, actions = _plan(args)  # read once no other hostdev run can change the host
         removal = _removal_end(actions)
-        _carry_out(fs, writer, pf, actions[:removal], args)
-        if state is not None and removal:
-            _forget_vfs(state, pf)
+        try:
+            _carry_out(fs, writer, pf, actions[:removal], args)
+        finally:  # a refused or interrupted write may still have removed them
+            if state is not None and removal:
+                _forget_vfs(state, fs, pf)
     _carry_out(fs, writer, pf, actions[removal:], args)
     if args.bind and args.count and not _bind_vfs(fs, writer, pf.address, args):
         return 1
@@ -206,13 +208,18 @@ def _state_locked(args: argparse.Namespace) -> Iterator[StateFile | None]:
         yield state
 
 
-def _forget_vfs(state: StateFile, pf: Any) -> None:
-    """Drop the binding records of the VFs the kernel just removed: one at the same address
-    later is a new device (its record, if it gets one, is made after this)."""
+def _forget_vfs(state: StateFile, fs: Any, pf: Any) -> None:
+    """Drop the binding records of the PF's VFs that the kernel removed: one at the same
+    address later is a new device (its record, if it gets one, is made after this)."""
+    from hostdev import sriov
+
+    present = {vf for vf, _ in sriov.read_vfs(fs, pf.address)}
     recorded = [str(vf) for vf in pf.sriov.vfs if str(vf) in state.records]
-    state.drop(recorded)
-    if recorded:
-        print(f"forgot the binding records of {len(recorded)} removed VFs")
+    gone = [vf for vf in recorded if vf not in present]
+    state.drop(gone)
+    if gone:
+        plural = "VF" if len(gone) == 1 else "VFs"
+        print(f"forgot the binding records of {len(gone)} removed {plural}", flush=True)
 
 
 def _state_file(args: argparse.Namespace) -> Path:
