@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from hostdev.config.yamlfile import read_yaml_file
 from hostdev.errors import ConfigError, HostdevError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -27,14 +26,7 @@ HttpGet = Callable[[str, Mapping[str, str], str, float], bytes]
 
 def load_labels_file(path: str) -> dict[str, str]:
     """Labels from a YAML or JSON map file (label: value)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ConfigError(path, "", f"cannot read: {err.strerror or err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(path, "", f"not YAML or JSON: {err}") from err
+    data = read_yaml_file(path)
     if isinstance(data, Mapping) and isinstance(data.get("metadata"), Mapping):
         data = data["metadata"].get("labels", {})  # a whole Node object works too
     return _as_labels(data, path)

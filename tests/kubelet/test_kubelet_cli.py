@@ -121,7 +121,7 @@ def test_kubelet_sim_duration(sockdir: Path, capsys: pytest.CaptureFixture[str])
 
 BAD_SCRIPTS = [
     ("not-a-list", "create-pod: x\n", "a script is a YAML list of steps"),
-    ("bad-yaml", "- [\n", "not valid YAML"),
+    ("bad-yaml", "- [\n", "invalid YAML: line 2"),
     ("unknown-action", "- explode\n", "steps[0]: unknown action 'explode'"),
     ("two-keys", "- {restart: null, sleep: 1}\n", "one-key mapping"),
     ("no-containers", "- create-pod: {name: p}\n", "steps[0].create-pod: containers must map"),

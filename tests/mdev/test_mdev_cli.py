@@ -253,6 +253,22 @@ def test_apply_bad_config(
     assert code == 2 and text in err and str(path) in err
 
 
+@pytest.mark.parametrize(
+    "content",
+    ["a: [\n", "a: b: c\n", "a: 1\n\x00\n"],
+    ids=["unclosed", "mapping-in-scalar", "control-character"],
+)
+def test_apply_reports_invalid_yaml_in_one_line_like_config_check(
+    capsys: pytest.CaptureFixture[str], vgpu: FakeHost, tmp_path: Path, content: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    code, _, err = run(capsys, vgpu, "mdev", "apply", "--config", str(path))
+    assert main(["config", "check", str(path)]) == 2
+    assert (code, err) == (2, capsys.readouterr().err)
+    assert err.startswith(f"error: {path}: invalid YAML: ") and err.count("\n") == 1
+
+
 def test_apply_missing_config(
     capsys: pytest.CaptureFixture[str], vgpu: FakeHost, tmp_path: Path
 ) -> None:

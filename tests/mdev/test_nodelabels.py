@@ -46,7 +46,7 @@ def test_labels_file(tmp_path: Path, content: str, expected: dict[str, str]) -> 
     [
         ("- a\n", "must be a map"),
         ("a: {b: c}\n", "label values must be strings"),
-        ("a: [\n", "not YAML or JSON"),
+        ("a: [\n", "invalid YAML: line 2"),
     ],
     ids=["list", "nested", "syntax"],
 )

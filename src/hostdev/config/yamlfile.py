@@ -43,19 +43,27 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def read_yaml_file(file: str) -> Any:
-    """The document in a UTF-8 YAML file; ConfigError(file, "", reason) when it has none."""
+def read_yaml_file(path: str | Path) -> Any:
+    """The document in a UTF-8 YAML (or JSON) file, None for an empty one; ConfigError(file,
+    "", reason) when it cannot be read or parsed."""
+    file = str(path)
     try:
         text = Path(file).read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(file, "", f"cannot read the file: {err.strerror}") from err
+        raise ConfigError(file, "", f"cannot read the file: {err.strerror or err}") from err
     except UnicodeDecodeError as err:
         raise ConfigError(file, "", "not UTF-8 text") from err
     try:
         # UniqueKeyLoader is a SafeLoader: it builds no arbitrary Python objects.
         return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(err, "problem", None) or "syntax error"
-        raise ConfigError(file, "", f"invalid YAML: {where}{problem}") from err
+        raise ConfigError(file, "", _yaml_problem(err)) from err
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: "invalid YAML: line N: what is wrong"."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:  # a reader error (a control character): its first line says which
+        return f"invalid YAML: {str(err).splitlines()[0]}"
+    problem = getattr(err, "problem", None) or "syntax error"
+    return f"invalid YAML: line {mark.line + 1}: {problem}"

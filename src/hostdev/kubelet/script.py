@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
+from hostdev.config.yamlfile import read_yaml_file
 from hostdev.errors import ConfigError, HostdevError
 from hostdev.kubelet.devicemanager import Pod
 from hostdev.kubelet.simulator import AllocationError, KubeletSimulator
@@ -54,12 +53,7 @@ class Step:
 
 def load_script(path: Path) -> list[Step]:
     """Parse a script file; any problem is a ConfigError naming the step and field."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(str(path), "", err.strerror or str(err)) from err
-    except yaml.YAMLError as err:
-        raise ConfigError(str(path), "", f"not valid YAML: {err}") from err
+    data = read_yaml_file(path)
     if not isinstance(data, list):
         raise ConfigError(str(path), "", "a script is a YAML list of steps")
     return [_parse_step(str(path), i, item) for i, item in enumerate(data)]
