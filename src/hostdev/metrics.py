@@ -292,7 +292,12 @@ class MetricsServer:
 
     async def start(self) -> None:
         """Listen (port 0 picks a free port, stored back in `port`)."""
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as err:  # an unknown host, an address not on this node, a busy port
+            raise BadInputError(
+                f"cannot listen on --metrics-address {self.host}:{self.port}: {err.strerror or err}"
+            ) from err
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("metrics and /healthz on http://%s:%d", self.host, self.port)
 

@@ -23,8 +23,13 @@ def register(subparsers: Any) -> None:
 def run_example(args: argparse.Namespace) -> int:
     """Build the example host and say how to use it."""
     root = Path(args.directory)
+    if root.exists() and not root.is_dir():
+        raise BadInputError(f"{root} is not a directory")
     if root.exists() and any(root.iterdir()):
         raise BadInputError(f"{root} is not empty")
-    build_example(args.name, root)
+    try:
+        build_example(args.name, root)
+    except OSError as err:  # e.g. a path under a regular file, or no permission
+        raise BadInputError(f"cannot write the example host in {root}: {err.strerror}") from err
     print(f"example host {args.name!r} written to {root}; try: hostdev list --host-root {root}")
     return 0

@@ -15,6 +15,7 @@ from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.cli.liveflags import add_live_flags, live_options, setup_logging
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
 from hostdev.kubelet import constants
+from hostdev.userfiles import ensure_directory
 
 if TYPE_CHECKING:
     from hostdev.daemon.node import Node
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args)
     plugin_dir = Path(args.plugin_dir)
     check_plugin_dir(plugin_dir)
+    ensure_directory(plugin_dir, "the device plugin directory")  # before any host change
     kubelet_socket = (
         Path(args.kubelet_socket)
         if args.kubelet_socket

@@ -82,17 +82,17 @@ class LiveNode(Node):
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Serve, judge the first snapshot, then start following events."""
+        """Listen for metrics, serve, judge the first snapshot, then follow events."""
+        if self.live.metrics_address:  # first: an address it cannot listen on stops nothing
+            host, port = metrics.parse_address(self.live.metrics_address)
+            self._server = metrics.MetricsServer(host, port, self.problem, [self._collector])
+            await self._server.start()
         await super().start()
         self.table.keep_vanished = True
         self.table.update_host(self.table.host, self._judge_now(self.table.host))
         self._start_watchers()
         self.rescans.start()
         self.reloads.start()
-        if self.live.metrics_address:
-            host, port = metrics.parse_address(self.live.metrics_address)
-            self._server = metrics.MetricsServer(host, port, self.problem, [self._collector])
-            await self._server.start()
         release_free_heap()
 
     async def stop(self) -> None:

@@ -26,6 +26,7 @@ from hostdev.kubelet.podresources import Reconciler
 from hostdev.kubelet.preferred import PreferredPolicy
 from hostdev.kubelet.registration import Backoff, KubeletWatch, Registrar
 from hostdev.kubelet.state import AvailabilityPolicy, DeviceTable, ResourceChanges
+from hostdev.userfiles import ensure_directory
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Node:
 
     async def start(self) -> None:
         """Scan, select, serve each resource on its socket and register it."""
-        self.plugin_dir.mkdir(parents=True, exist_ok=True)
+        ensure_directory(self.plugin_dir, "the device plugin directory")
         self._table = DeviceTable(self.config, await self._snapshot(), self.policy)
         if self.reconciler is not None:  # capacity right before the first registration
             self.reconciler.on_change = self._on_reconciled
@@ -96,7 +97,8 @@ class Node:
             await self.reconciler.stop()
         for name in list(self.registrars):
             await self._remove(name, quiet=True)
-        log.info("stopped; sockets removed from %s", self.plugin_dir)
+        if self._table is not None:  # a start that failed early has nothing to report
+            log.info("stopped; sockets removed from %s", self.plugin_dir)
 
     async def rescan(self) -> ResourceChanges:
         """Take a new host snapshot and follow its changes."""

@@ -54,6 +54,7 @@ from hostdev.kubelet.constants import (
 from hostdev.kubelet.devicemanager import Container, Pod, ResourceState
 from hostdev.kubelet.resourcename import invalid_resource_name_message, is_extended_resource_name
 from hostdev.kubelet.simservers import PodResourcesService, RegistrationService, go_status
+from hostdev.userfiles import ensure_directory
 
 __all__ = ["AllocationError", "KubeletSimulator", "RegistrationRecord", "RegistrationRejected"]
 
@@ -116,7 +117,7 @@ class KubeletSimulator:
         self._admitting: Pod | None = None
         self._admission = asyncio.Lock()
         self._changed = asyncio.Event()
-        self._servers: list[grpc.aio.Server] = []
+        self._servers: list[tuple[grpc.aio.Server, Path]] = []  # with the socket each serves
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -130,22 +131,26 @@ class KubeletSimulator:
                 f"{self.kubelet_socket}: a kubelet already listens there; "
                 "the simulator would delete its plugins' sockets"
             )
-        self.plugin_dir.mkdir(parents=True, exist_ok=True)
+        ensure_directory(self.plugin_dir, "the device plugin directory")
         self._remove_plugin_dir_files()
-        await self._serve()
+        try:
+            await self._serve()
+        except BaseException:
+            await self.stop()  # a server already listening would outlive the event loop
+            raise
 
     async def stop(self) -> None:
         """Stop the servers, close plugin connections and remove our sockets.
 
         The servers go first: a Register they were answering could otherwise install its
         endpoint after the connections were closed, and leave its stream open."""
-        for server in self._servers:
+        sockets = [path for _, path in self._servers]
+        for server, _ in self._servers:
             await server.stop(grace=None)
         self._servers.clear()
         await self._close_endpoints()
-        for path in (self.kubelet_socket, self.pod_resources_socket):
-            if path is not None:
-                path.unlink(missing_ok=True)
+        for path in sockets:
+            path.unlink(missing_ok=True)
 
     async def restart(self) -> None:
         """Do what a kubelet restart does; pods and their allocations are kept."""
@@ -178,14 +183,17 @@ class KubeletSimulator:
         if self.pod_resources_socket is not None:
             lister = grpc.aio.server()
             PodResourcesService(self).add_to(lister)
-            self.pod_resources_socket.parent.mkdir(parents=True, exist_ok=True)
+            ensure_directory(self.pod_resources_socket.parent, "the PodResources directory")
             await self._listen(lister, self.pod_resources_socket)
 
     async def _listen(self, server: grpc.aio.Server, path: Path) -> None:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            raise BadInputError(f"cannot use {path} as a socket: {err.strerror or err}") from err
         server.add_insecure_port(f"unix://{path.absolute()}")
         await server.start()
-        self._servers.append(server)
+        self._servers.append((server, path))
 
     def _remove_plugin_dir_files(self) -> None:
         """The kubelet deletes every non-directory file but its checkpoint at start."""
