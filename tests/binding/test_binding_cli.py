@@ -170,11 +170,17 @@ def test_bad_input_exits_2(hostdev, host, capsys, argv):
     assert bindings(host) == before
 
 
-def test_broken_state_file_exits_2(hostdev, state_file, capsys):
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"{", "not JSON"), (b"\x89PNG\r\n\x1a\n\xff\xfe", "not UTF-8 text")],
+    ids=["truncated-json", "binary"],
+)
+def test_broken_state_file_exits_2(hostdev, state_file, capsys, content, reason):
     state_file.parent.mkdir(parents=True)
-    state_file.write_text("{")
+    state_file.write_bytes(content)
     assert hostdev("bind", NVME) == 2
-    assert "not JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert reason in err and len(err.splitlines()) == 1
 
 
 def _under_a_regular_file(tmp: Path) -> Path:

@@ -220,11 +220,13 @@ def load_records(path: Path) -> dict[str, DeviceRecord]:
 def load_state(path: Path) -> tuple[dict[str, DeviceRecord], NoiommuRecord | None]:
     """The records of a state file; a missing file has none, a broken one is a ConfigError."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}, None
     except OSError as err:
         raise _unusable(path, "cannot read it", err) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(str(path), "", "not UTF-8 text, so not a state file") from err
     try:
         body = json.loads(text)
     except json.JSONDecodeError as err:
