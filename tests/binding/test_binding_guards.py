@@ -12,7 +12,7 @@ from binding_helpers import E1000, GPU, NIC, NVME, RTL, bindings
 from hostdev.binding import bind_devices, unbind_devices
 from hostdev.binding.guards import iommu_enabled
 from hostdev.host.model import PciAddress
-from hostdev.testing.examples import no_iommu
+from hostdev.testing.examples import add_intel_pch, no_iommu
 from hostdev.testing.fakehost import FakeHost
 from hostdev.testing.fakekernel import FakeKernelWriter
 
@@ -206,6 +206,24 @@ def test_bridges_are_always_refused(host, kernel, options, address, kind, force)
 def test_group_bridge_is_not_a_companion(host, kernel, options):
     result = bind_devices(host.fs, kernel, [PciAddress.parse(E1000)], options)
     assert [d.address for d in result.devices] == [E1000, RTL]
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "forced"])
+def test_group_held_by_a_bridge_on_its_driver_is_refused(host, kernel, options, force):
+    """The ISA bridge of the Intel 00:1f.x group keeps lpc_ich, so its group never becomes
+    viable: binding the audio function is refused instead of half done."""
+    add_intel_pch(host, driver="snd_hda_intel")
+    before = bindings(host)
+    result = bind_devices(
+        host.fs, kernel, [PciAddress.parse("0000:00:1f.3")], replace(options, force=force)
+    )
+    assert [(d.address, d.action) for d in result.devices] == [
+        ("0000:00:1f.3", "skipped"),
+        ("0000:00:1f.0", "refused"),
+        ("0000:00:1f.4", "skipped"),
+    ]
+    assert "is a bridge (class 060100)" in result.devices[1].reason
+    assert kernel.writes == [] and bindings(host) == before
 
 
 def test_no_iommu_refused_without_noiommu(tmp_path, options):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hostdev.host.checks import FAIL, PASS, WARN, kernel_args, run_checks
+from hostdev.host.checks import FAIL, PASS, WARN, check_device, kernel_args, run_checks
 from hostdev.host.facts import read_facts
+from hostdev.host.model import PciAddress
 from hostdev.host.scan import scan_host
-from hostdev.testing.examples import build_example
+from hostdev.testing.examples import add_intel_pch, build_example
 from hostdev.testing.fakehost import FakeHost
 
 
@@ -129,3 +130,17 @@ def test_vfio_nodes_are_not_checked_before_vfio_is_loaded(tmp_path: Path) -> Non
     (host.root / "dev/vfio/vfio").unlink()
     statuses = _statuses(host)
     assert statuses["vfio-modules"] == FAIL and "vfio-nodes" not in statuses
+
+
+@pytest.mark.parametrize(
+    "pch_driver", ["snd_hda_intel", None], ids=["others-on-host-drivers", "others-unbound"]
+)
+def test_group_held_by_a_bridge_is_not_fixed_by_binding(
+    tmp_path: Path, pch_driver: str | None
+) -> None:
+    host = build_example("kitchen-sink", tmp_path)
+    add_intel_pch(host, driver=pch_driver)
+    scanned = scan_host(host.fs)
+    check = check_device(scanned, scanned.devices[PciAddress.parse("0000:00:1f.3")])
+    assert check.status == FAIL and "0000:00:1f.0 on lpc_ich" in check.message
+    assert "hostdev bind" not in check.fix and "bridge 0000:00:1f.0" in check.fix

@@ -1,9 +1,15 @@
 """PciAddress parsing and the Host model's derived facts."""
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from hostdev.errors import BadInputError
-from hostdev.host.model import PciAddress
+from hostdev.host.model import VFIO_PCI, PciAddress
+from hostdev.host.scan import scan_host
+from hostdev.testing.examples import add_intel_pch, base_host
+from hostdev.testing.fakehost import FakeHost
 
 
 @pytest.mark.parametrize(
@@ -66,3 +72,55 @@ def test_addresses_sort_numerically() -> None:
         "0000:b3:00.0",
         "0001:00:00.0",
     ]
+
+
+def _intel_pch(host: FakeHost) -> None:
+    add_intel_pch(host)
+
+
+def _bridge_with_vfio_device(bridge_driver: str | None) -> Callable[[FakeHost], None]:
+    def build(host: FakeHost) -> None:
+        host.add_bridge("0000:00:06.0", driver=bridge_driver, iommu_group=36)
+        host.add_device("0000:06:00.0", "8086", "10d3", "020000", driver=VFIO_PCI,
+                        iommu_group=36, parent="0000:00:06.0")  # fmt: skip
+
+    return build
+
+
+def _host_bridge_on_edac(host: FakeHost) -> None:
+    host.add_device("0000:00:01.0", "8086", "3e30", "060000", driver="ie31200_edac", iommu_group=36)
+    host.add_device("0000:00:02.0", "8086", "3e92", "030000", driver=VFIO_PCI, iommu_group=36)
+
+
+def _pci_stub_member(host: FakeHost) -> None:
+    host.add_device("0000:00:1f.3", "8086", "a348", "040300", driver="pci-stub", iommu_group=36)
+    host.add_device("0000:00:1f.4", "8086", "a323", "0c0500", driver=VFIO_PCI, iommu_group=36)
+
+
+@pytest.mark.parametrize(
+    ("build", "blockers"),
+    [
+        (_intel_pch, [("0000:00:1f.0", "lpc_ich")]),
+        (_bridge_with_vfio_device("pcieport"), []),
+        (_bridge_with_vfio_device(None), []),
+        (_bridge_with_vfio_device("shpchp"), [("0000:00:06.0", "shpchp")]),
+        (_pci_stub_member, []),
+        (_host_bridge_on_edac, [("0000:00:01.0", "ie31200_edac")]),
+    ],
+    ids=[
+        "isa-bridge-on-lpc_ich-blocks",
+        "pci-bridge-on-pcieport",
+        "pci-bridge-without-driver",
+        "pci-bridge-on-shpchp-blocks",
+        "member-on-pci-stub",
+        "host-bridge-on-a-driver-blocks",
+    ],
+)
+def test_group_viability_follows_the_kernels_dma_ownership_rule(
+    tmp_path: Path, build: Callable[[FakeHost], None], blockers: list[tuple[str, str]]
+) -> None:
+    fake = base_host(tmp_path)
+    build(fake)
+    viability = scan_host(fake.fs).group_viability(36)
+    assert [(str(a), d) for a, d in viability.blockers] == blockers
+    assert viability.viable == (not blockers)

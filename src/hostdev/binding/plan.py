@@ -104,7 +104,8 @@ def driver_loaded(fs: HostFS, driver: str) -> bool:
 
 
 def companions(host: Host, address: PciAddress, excluded: set[PciAddress]) -> list[PciAddress]:
-    """Other members of the device's IOMMU group that keep it from being viable (not bridges)."""
+    """Other members of the device's IOMMU group that keep it from being viable; a bridge among
+    them is listed too, for the guards to refuse."""
     group = host.group_of(address)
     if group is None:
         return []

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hostdev.host.facts import VFIO_MODULES, HostFacts
-from hostdev.host.model import VFIO_PCI, Host, PciDevice
+from hostdev.host.model import VFIO_PCI, Host, PciAddress, PciDevice
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -194,20 +194,15 @@ def check_noiommu(facts: HostFacts) -> Check:
 
 
 def check_device(host: Host, dev: PciDevice) -> Check:
-    """A device's group is viable (every member on vfio-pci or driverless, bridges excepted)."""
+    """A device's group is viable (every other member unbound or on a DMA-safe driver)."""
     name = f"device {dev.address}"
     if dev.iommu_group is None:
         return Check(name, FAIL, "no IOMMU group", "enable the IOMMU (see iommu-enabled)")
     others = [(a, d) for a, d in host.group_viability(dev.iommu_group).blockers if a != dev.address]
     if others:
         blockers = ", ".join(f"{a} on {d}" for a, d in others)
-        bind = " ".join(str(a) for a, _ in others)
-        return Check(
-            name,
-            FAIL,
-            f"group {dev.iommu_group} not viable: {blockers}",
-            f"`hostdev bind {bind}` (or move the device to another slot)",
-        )
+        message = f"group {dev.iommu_group} not viable: {blockers}"
+        return Check(name, FAIL, message, _viability_fix(host, [a for a, _ in others]))
     if dev.driver != VFIO_PCI:
         return Check(
             name,
@@ -216,6 +211,20 @@ def check_device(host: Host, dev: PciDevice) -> Check:
             f"`hostdev bind {dev.address}`",
         )
     return Check(name, PASS, f"group {dev.iommu_group} viable, on vfio-pci")
+
+
+def _viability_fix(host: Host, blockers: list[PciAddress]) -> str:
+    """Bind the blockers, unless one is a bridge: bridges stay with the host."""
+    bridges = [a for a in blockers if (d := host.devices.get(a)) is not None and d.is_bridge]
+    if bridges:
+        listed = " ".join(str(a) for a in bridges)
+        return (
+            f"bridge {listed} stays on its host driver (hostdev never binds bridges), so this "
+            "group cannot become viable: pass through a device in another group"
+        )
+    return (
+        f"`hostdev bind {' '.join(str(a) for a in blockers)}` (or move the device to another slot)"
+    )
 
 
 def run_checks(host: Host, facts: HostFacts, devices: Iterable[PciDevice]) -> list[Check]:

@@ -15,6 +15,12 @@ from hostdev.errors import BadInputError
 from hostdev.host.construct import positional_constructor
 
 VFIO_PCI = "vfio-pci"
+# The drivers a group member may stay on while VFIO opens its group. Since Linux 5.19 a bound
+# driver claims the group's DMA ownership unless it declares driver_managed_dma, as vfio-pci,
+# pci-stub and pcieport do; any other driver blocks, a host bridge's or an ISA/LPC bridge's
+# (lpc_ich) included. Before 5.19 PCI-to-PCI and CardBus bridges were exempt whatever their
+# driver. An unbound member never blocks.
+GROUP_SAFE_DRIVERS = frozenset((VFIO_PCI, "pci-stub", "pcieport"))
 _ADDRESS_RE = re.compile(
     r"^(?P<domain>[0-9a-fA-F]{4,8}):(?P<bus>[0-9a-fA-F]{2}):(?P<slot>[0-9a-fA-F]{2})"
     r"\.(?P<function>[0-7])$"
@@ -193,7 +199,7 @@ class Host:
         return self.groups.get(dev.iommu_group)
 
     def group_viability(self, number: int) -> Viability:
-        """A group is viable when every member, bridges excepted, is on vfio-pci or driverless."""
+        """A group is viable when every member is unbound or on a GROUP_SAFE_DRIVERS driver."""
         cached = self._viability.get(number)
         if cached is not None:
             return cached
@@ -203,7 +209,7 @@ class Host:
             dev = self.devices.get(member)
             if dev is None:  # listed in the group but unreadable: assume the worst
                 blockers.append((member, "an unreadable driver"))
-            elif not dev.is_bridge and dev.driver not in (None, VFIO_PCI):
+            elif dev.driver is not None and dev.driver not in GROUP_SAFE_DRIVERS:
                 blockers.append((member, dev.driver))
         result = Viability(False, tuple(blockers)) if blockers else VIABLE
         self._viability[number] = result

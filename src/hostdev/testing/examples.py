@@ -174,6 +174,16 @@ def add_bridge_group(host: FakeHost) -> None:
     )
 
 
+def add_intel_pch(host: FakeHost, *, driver: str | None = VFIO_PCI) -> None:
+    """The usual Intel 00:1f.x group: the ISA/LPC bridge on lpc_ich, audio and SMBus on driver."""
+    for address, device, class_code, on in (
+        ("0000:00:1f.0", "a304", "060100", "lpc_ich"),
+        ("0000:00:1f.3", "a348", "040300", driver),
+        ("0000:00:1f.4", "a323", "0c0500", driver),
+    ):
+        host.add_device(address, "8086", device, class_code, driver=on, iommu_group=36)
+
+
 def add_edge_cases(host: FakeHost) -> None:
     """A device with no IOMMU group and devices in PCI domains 0001 and 10000 (VMD)."""
     host.add_driver("nvme")
