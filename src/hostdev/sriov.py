@@ -92,7 +92,7 @@ def pf_infos(host: Host, fs: HostFS) -> list[PfInfo]:
             continue
         interface = dev.netdevs[0] if dev.netdevs else None
         vfs = []
-        for index, vf_address in enumerate(dev.sriov.vfs):
+        for index, vf_address in dev.sriov.indexed_vfs():
             vf = host.device(vf_address)
             vfs.append(
                 VfInfo(vf_address, index, vf.driver if vf else None, vf.iommu_group if vf else None)

@@ -74,6 +74,24 @@ def test_sriov_pf_and_vfs(sink: FakeHost) -> None:
     assert host.pf_of(pf) is None  # a PF is nobody's VF
 
 
+@pytest.mark.parametrize(
+    "removed", [(0, 1, 2), (3,), (6,)], ids=["teardown-from-virtfn0", "middle-gap", "last"]
+)
+def test_vf_index_is_the_virtfn_number_not_the_position(
+    sink: FakeHost, removed: tuple[int, ...]
+) -> None:
+    pf = "0000:04:00.1"
+    before = sink.vf_links(pf)
+    for index in removed:
+        sink.remove_vf(pf, index)
+    host = scan_host(sink.fs)
+    remaining = [i for i in range(7) if i not in removed]
+    sriov = host.devices[A(pf)].sriov
+    assert sriov is not None and list(sriov.vf_indexes) == remaining
+    assert [(i, str(a)) for i, a in sriov.indexed_vfs()] == [(i, before[i]) for i in remaining]
+    assert [host.devices[A(before[i])].vf_index for i in remaining] == remaining
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 5], ids=["chunk-1", "chunk-2", "chunk-5"])
 def test_chunked_scan_sees_the_same_host(
     sink: FakeHost, chunk: int, monkeypatch: pytest.MonkeyPatch

@@ -59,6 +59,16 @@ def test_the_host_is_what_the_tables_assume(host: Host) -> None:
     assert host.netdev_index["enp4s0f1"] == PciAddress.parse(PF_B)
 
 
+def test_pf_vf_range_mid_teardown_picks_by_virtfn_number(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The kernel removes virtfn0 first: the VFs left keep their numbers."""
+    fake = sriov_node(tmp_path / "host")
+    for index in (0, 1, 2):
+        fake.remove_vf(PF_B, index)
+    torn = scan_host(fake.fs)
+    assert chosen(torn, PfVfRange.parse("enp4s0f1#0-3").matches) == ["0000:04:10.7"]
+    assert chosen(torn, PfVfRange.parse("enp4s0f1#6").matches) == [VF_B6]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

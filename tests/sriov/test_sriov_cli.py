@@ -71,6 +71,20 @@ def test_list_json_contract(capsys: pytest.CaptureFixture[str], nic: FakeHost) -
     assert {"address", "driver", "iommu_group"} <= set(pf["vfs"][6])
 
 
+def test_list_mid_teardown_keeps_virtfn_numbers(
+    capsys: pytest.CaptureFixture[str], nic: FakeHost
+) -> None:
+    for index in (0, 1, 2):
+        nic.remove_vf("0000:04:00.1", index)
+    code, out, _ = run(capsys, nic, "sriov", "-o", "json")
+    assert code == 0
+    vfs = json.loads(out)["pfs"][1]["vfs"]
+    assert [(v["address"], v["index"]) for v in vfs][:2] == [
+        ("0000:04:10.7", 3),
+        ("0000:04:11.1", 4),
+    ]
+
+
 def test_list_yaml_and_interface_null(capsys: pytest.CaptureFixture[str], nvme: FakeHost) -> None:
     code, out, _ = run(capsys, nvme, "sriov", "-o", "yaml")
     (pf,) = yaml.safe_load(out)["pfs"]

@@ -52,7 +52,8 @@ def test_resolve_pf_refusals(nic: FakeHost, name: str, error: type, text: str) -
 
 def _pf(nic: FakeHost, num: int, *, driver: str | None = "igb", autoprobe: bool = True):  # type: ignore[no-untyped-def]
     pf = scan_host(nic.fs).devices[PF1]
-    sriov = Sriov(7, num, pf.sriov.vfs[:num] if pf.sriov else (), autoprobe)
+    vfs = pf.sriov.vfs[:num] if pf.sriov else ()
+    sriov = Sriov(7, num, vfs, tuple(range(len(vfs))), autoprobe)
     return replace(pf, sriov=sriov, driver=driver)
 
 

@@ -7,7 +7,7 @@ A `Host` is an immutable snapshot built by `hostdev.host.scan`. Everything downs
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -90,8 +90,15 @@ class Sriov:
 
     total_vfs: int
     num_vfs: int
-    vfs: tuple[PciAddress, ...]
+    vfs: tuple[PciAddress, ...]  # in virtfn order
+    # each VF's N from its virtfnN link, parallel to vfs: not its position, since the links can
+    # have gaps (the kernel removes virtfn0 first when it tears VFs down)
+    vf_indexes: tuple[int, ...]
     drivers_autoprobe: bool | None = None
+
+    def indexed_vfs(self) -> Iterator[tuple[int, PciAddress]]:
+        """(virtfn index, VF address) pairs in virtfn order."""
+        return zip(self.vf_indexes, self.vfs, strict=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,11 +177,14 @@ def _sriov(fd: int, listing: list[str], address_of: AddressOf, known_vfs: set[st
             if vf is not None and is_address(vf):
                 vfs.append((int(name[6:]), address_of(vf)))
                 known_vfs.add(vf)
+    vfs.sort()
+    indexes, addresses = tuple(zip(*vfs, strict=True)) or ((), ())
     autoprobe = read_text("sriov_drivers_autoprobe", fd)
     return Sriov(
         total_vfs=_int_or(read_text("sriov_totalvfs", fd), 0),
         num_vfs=_int_or(read_text("sriov_numvfs", fd), 0),
-        vfs=tuple(vf for _, vf in sorted(vfs)),
+        vfs=addresses,
+        vf_indexes=indexes,
         drivers_autoprobe=None if autoprobe is None else autoprobe.strip() == "1",
     )
 

@@ -341,7 +341,7 @@ def _index_vfs(records: list[RawFunction], acc: _Accumulator) -> None:
     for raw in records:
         if raw.sriov is not None:
             pf = acc.address(raw.name)
-            for index, vf in enumerate(raw.sriov.vfs):
+            for index, vf in raw.sriov.indexed_vfs():
                 acc.vf_positions[vf] = (pf, index)
 
 

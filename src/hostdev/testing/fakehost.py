@@ -382,9 +382,13 @@ class FakeHost(NodeTree):
 
     def vfs_of(self, address: str) -> list[str]:
         """VF addresses of a PF, in virtfn order."""
+        return list(self.vf_links(address).values())
+
+    def vf_links(self, address: str) -> dict[int, str]:
+        """A PF's virtfnN links in order: N → VF address."""
         pdir = self.device_dir(address)
-        links = sorted((int(n[6:]), n) for n in os.listdir(pdir) if n.startswith("virtfn"))
-        return [os.readlink(pdir / n).rpartition("/")[2] for _, n in links]
+        indexes = sorted(int(n[6:]) for n in os.listdir(pdir) if n.startswith("virtfn"))
+        return {i: os.readlink(pdir / f"virtfn{i}").rpartition("/")[2] for i in indexes}
 
     def create_vfs(
         self, pf: str, count: int, *, driver: str | None = None, first_group: int | None = None
@@ -426,10 +430,15 @@ class FakeHost(NodeTree):
 
     def destroy_vfs(self, pf: str) -> None:
         """Remove every VF of a PF, as `echo 0 > sriov_numvfs` does."""
-        for index, vf in enumerate(self.vfs_of(pf)):
-            self.remove_device(vf)
-            (self.device_dir(pf) / f"virtfn{index}").unlink()
+        for index in self.vf_links(pf):
+            self.remove_vf(pf, index)
         self._put(f"sys/{self._func(pf).path}/sriov_numvfs", "0")
+
+    def remove_vf(self, pf: str, index: int) -> None:
+        """Remove VF virtfn<index> and its link, one step of the kernel's VF teardown (which
+        goes from virtfn0 up, so a scan mid-teardown sees the links from some N on)."""
+        self.remove_device(self.vf_links(pf)[index])
+        (self.device_dir(pf) / f"virtfn{index}").unlink()
 
     def _next_group(self) -> int:
         groups = [int(g) for g in os.listdir(self.root / "sys/kernel/iommu_groups")]
