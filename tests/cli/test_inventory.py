@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hostdev.cli.main import main
+from hostdev.host import pciids
 from hostdev.testing.examples import build_example
 
 PCI_IDS = str(Path(__file__).parent.parent / "data" / "pci.ids")
@@ -102,6 +103,34 @@ def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: 
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["missing.ids", "a-directory", "corrupt.ids.gz"],
+    ids=["missing", "directory", "corrupt"],
+)
+def test_bad_pci_ids_flag_is_one_line_exit_2(
+    sink: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "corrupt.ids.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    path = str(tmp_path / name)
+    code, out, err = run(capsys, "list", "--host-root", str(sink), "--pci-ids", path)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: cannot read pci.ids file {path}: ") and err.count("\n") == 1
+
+
+def test_unreadable_system_pci_ids_falls_back_to_hex(
+    sink: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corrupt = tmp_path / "pci.ids.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    monkeypatch.setattr(pciids, "SEARCH_PATHS", (str(corrupt),))
+    code, out, err = run(capsys, "list", "--host-root", str(sink), "--selector", "10de:1eb8")
+    assert code == 0 and "[10de:1eb8]" in out and "Tesla" not in out
+    assert err.startswith(f"warning: cannot read pci.ids file {corrupt}: ")
+    assert err.endswith("; showing hex IDs\n") and err.count("\n") == 1
 
 
 def test_doctor_exit_codes(sink: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,11 +1,14 @@
 """pci.ids parsing: names come from their own nesting level; unknown IDs fall back to hex."""
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from hostdev.host.pciids import load_pci_ids, parse_pci_ids
+from hostdev.errors import BadInputError
+from hostdev.host import pciids
+from hostdev.host.pciids import load_pci_ids, parse_pci_ids, system_pci_ids
 
 FIXTURE = Path(__file__).parent.parent / "data" / "pci.ids"
 
@@ -62,3 +65,63 @@ def test_gzip_and_garbage_lines(tmp_path: Path) -> None:
     assert parsed.vendor_name("10de") == "NVIDIA"
     assert parsed.device_name("10de", "1eb8") is None  # belongs to no vendor after the junk line
     assert parse_pci_ids("\t\t\n\t\n").vendors == {}
+
+
+def _missing(path: Path) -> None:
+    pass
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _not_gzip(path: Path) -> None:
+    path.write_bytes(b"10de  NVIDIA\n")
+
+
+def _truncated_gzip(path: Path) -> None:
+    path.write_bytes(gzip.compress(b"10de  NVIDIA\n" * 100)[:40])
+
+
+def _corrupt_gzip_data(path: Path) -> None:
+    header = gzip.compress(b"")[:10]
+    path.write_bytes(header + b"\xff" * 64)  # no valid deflate block
+
+
+def _bad_checksum(path: Path) -> None:
+    whole = bytearray(gzip.compress(b"10de  NVIDIA\n" * 100))
+    whole[-8] ^= 0xFF  # the CRC-32 of the data
+    path.write_bytes(bytes(whole))
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_missing, "No such file or directory"),
+        (_directory, "Is a directory"),
+        (_not_gzip, "Not a gzipped file"),
+        (_truncated_gzip, "ended before the end-of-stream marker"),
+        (_corrupt_gzip_data, "while decompressing data"),
+        (_bad_checksum, "CRC check failed"),
+    ],
+    ids=["missing", "directory", "not-gzip", "truncated-gzip", "corrupt-gzip", "bad-crc"],
+)
+def test_unreadable_file_is_bad_input(
+    tmp_path: Path, make: Callable[[Path], None], reason: str
+) -> None:
+    path = tmp_path / "pci.ids.gz"
+    make(path)
+    with pytest.raises(BadInputError, match=f"cannot read pci.ids file {path}: .*{reason}"):
+        load_pci_ids(str(path))
+
+
+def test_unreadable_system_file_warns_once_and_gives_hex_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pci.ids.gz"
+    _truncated_gzip(path)
+    monkeypatch.setattr(pciids, "SEARCH_PATHS", (str(path),))
+    warnings: list[str] = []
+    names = system_pci_ids(warnings.append)
+    assert names.describe("10de", "1eb8") == "Vendor 10de Device 1eb8"
+    assert len(warnings) == 1 and warnings[0].endswith("; showing hex IDs")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import sys
 from typing import Any
 
 from hostdev.cli.common import add_host_flags, load_host
@@ -15,7 +16,7 @@ from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.config.patterns import id_matches, parse_id_pair
 from hostdev.errors import BadInputError
 from hostdev.host.model import Host, PciDevice
-from hostdev.host.pciids import PciIds, find_pci_ids, load_pci_ids
+from hostdev.host.pciids import PciIds, load_pci_ids, system_pci_ids
 from hostdev.host.readiness import readiness
 
 
@@ -41,6 +42,14 @@ def add_pci_ids_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pci-ids", help="pci.ids file (default: /usr/share/misc/pci.ids ...)")
 
 
+def pci_names(explicit: str | None) -> PciIds:
+    """Names from --pci-ids (unreadable: BadInputError), else from the system's pci.ids
+    (unreadable: a warning on stderr and hex IDs)."""
+    if explicit:
+        return load_pci_ids(explicit)
+    return system_pci_ids(lambda message: print(f"warning: {message}", file=sys.stderr))
+
+
 def id_filter(selectors: list[str]) -> list[str]:
     """Parse vendor:device selectors (the config's ID language, `*` allowed); BadInputError
     on a malformed one."""
@@ -63,7 +72,7 @@ def run_list(args: argparse.Namespace) -> int:
     """Print the filtered device list in the requested format."""
     ids = id_filter(args.selector)
     _, host = load_host(args)
-    names = load_pci_ids(find_pci_ids(args.pci_ids))
+    names = pci_names(args.pci_ids)
     devices = [d for d in host.sorted_devices() if matches(d, ids, args.address, args.driver)]
     if args.output in ("json", "yaml"):
         dump(

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from hostdev.errors import BadInputError
 
 SEARCH_PATHS = (
     "/usr/share/misc/pci.ids",
@@ -101,20 +105,33 @@ class PciIds:
         return f"{vname} {dname}"
 
 
-def find_pci_ids(explicit: str | None = None) -> str | None:
-    """The pci.ids file to use: the explicit one, else the first system location found."""
-    if explicit:
-        return explicit
+def find_pci_ids() -> str | None:
+    """The system's pci.ids: the first of SEARCH_PATHS that is a file, or None."""
     return next((p for p in SEARCH_PATHS if os.path.isfile(p)), None)
 
 
 def load_pci_ids(path: str | None) -> PciIds:
-    """Parse a pci.ids file; a missing path gives an empty database (hex IDs shown)."""
+    """Parse a pci.ids file; None gives an empty database (hex IDs shown). BadInputError when
+    the file cannot be read or decompressed."""
     if path is None:
         return PciIds()
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        return parse_pci_ids(f.read(), source=path)
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip: BadGzipFile, truncated, bad data
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise BadInputError(f"cannot read pci.ids file {path}: {reason}") from err
+    return parse_pci_ids(text, source=path)
+
+
+def system_pci_ids(warn: Callable[[str], None]) -> PciIds:
+    """The system's pci.ids; when it cannot be read, an empty database (hex IDs) and a warning."""
+    try:
+        return load_pci_ids(find_pci_ids())
+    except BadInputError as err:
+        warn(f"{err}; showing hex IDs")
+        return PciIds()
 
 
 def parse_pci_ids(text: str, source: str | None = None) -> PciIds:
