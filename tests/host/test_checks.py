@@ -45,6 +45,25 @@ def _intremap_off(h: FakeHost) -> None:
     h.set_cmdline("ro intel_iommu=on iommu=pt intremap=off")
 
 
+def _second_unit_unreadable(h: FakeHost) -> None:
+    h.add_iommu("intel", unit=1)
+    (h.root / "sys/devices/virtual/iommu/dmar1/intel-iommu/ecap").unlink()
+
+
+def _one_unreadable_one_without(h: FakeHost) -> None:
+    _second_unit_unreadable(h)
+    _no_remapping(h)
+
+
+def _ecap_garbage(h: FakeHost) -> None:
+    (h.root / "sys/devices/virtual/iommu/dmar0/intel-iommu/ecap").write_text("f_00f4a\n")
+
+
+def _amd_units(h: FakeHost) -> None:
+    (h.root / "sys/class/iommu/dmar0").unlink()
+    h.add_iommu("amd").add_iommu("amd", unit=1)
+
+
 def _noiommu_mode(h: FakeHost) -> None:
     h.load_module("vfio", enable_unsafe_noiommu_mode="Y")
 
@@ -73,6 +92,10 @@ def _no_vfio_nodes(h: FakeHost) -> None:
         (_no_remapping, "interrupt-remapping", FAIL),
         (_no_remapping_unsafe, "interrupt-remapping", WARN),
         (_intremap_off, "interrupt-remapping", FAIL),
+        (_one_unreadable_one_without, "interrupt-remapping", FAIL),
+        (_second_unit_unreadable, "interrupt-remapping", WARN),
+        (_ecap_garbage, "interrupt-remapping", WARN),
+        (_amd_units, "interrupt-remapping", PASS),
         (_noiommu_mode, "noiommu-mode", WARN),
         (_no_vfio, "vfio-modules", FAIL),
         (lambda h: None, "vfio-nodes", PASS),
@@ -92,6 +115,10 @@ def _no_vfio_nodes(h: FakeHost) -> None:
         "no-remapping",
         "no-remapping-unsafe-allowed",
         "intremap-off",
+        "one-unit-unreadable-other-without",
+        "one-unit-unreadable",
+        "ecap-garbage",
+        "amd-units-do-not-report",
         "noiommu-mode",
         "vfio-not-loaded",
         "vfio-container-node",
@@ -144,3 +171,25 @@ def test_group_held_by_a_bridge_is_not_fixed_by_binding(
     check = check_device(scanned, scanned.devices[PciAddress.parse("0000:00:1f.3")])
     assert check.status == FAIL and "0000:00:1f.0 on lpc_ich" in check.message
     assert "hostdev bind" not in check.fix and "bridge 0000:00:1f.0" in check.fix
+
+
+@pytest.mark.parametrize(
+    ("damage", "words", "not_words"),
+    [
+        (_one_unreadable_one_without, "not supported by dmar0", "AMD"),
+        (_second_unit_unreadable, "the ecap of dmar1 is unreadable", "AMD"),
+        (_amd_units, "AMD-Vi", "ecap"),
+    ],
+    ids=["names-the-unit-without", "intel-unit-unreadable", "amd"],
+)
+def test_interrupt_remapping_message(
+    tmp_path: Path, damage: Callable[[FakeHost], None], words: str, not_words: str
+) -> None:
+    host = build_example("kitchen-sink", tmp_path)
+    damage(host)
+    (check,) = [
+        c
+        for c in run_checks(scan_host(host.fs), read_facts(host.fs), [])
+        if c.name == "interrupt-remapping"
+    ]
+    assert words in check.message and not_words not in check.message

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hostdev.host.facts import VFIO_MODULES, HostFacts
+from hostdev.host.facts import VFIO_MODULES, HostFacts, IommuUnit
 from hostdev.host.model import VFIO_PCI, Host, PciAddress, PciDevice
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+_REMAPPING = "interrupt-remapping"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,49 +136,73 @@ def check_vfio_nodes(host: Host, facts: HostFacts) -> Iterable[Check]:
 
 
 def check_interrupt_remapping(facts: HostFacts) -> Check:
-    """Interrupt remapping isolates a guest's interrupts; without it VFIO needs an unsafe flag."""
+    """Interrupt remapping isolates a guest's interrupts; without it VFIO needs an unsafe flag.
+
+    One unit without it is enough to fail: a device behind that unit is not isolated.
+    """
     unsafe = facts.param("vfio_iommu_type1", "allow_unsafe_interrupts") in ("Y", "1")
-    remapping = [u.interrupt_remapping for u in facts.iommu_units]
-    switched_off = facts.cmdline_value("intremap") == "off"
-    if remapping and all(remapping) and not switched_off:
-        if unsafe:
-            return Check(
-                "interrupt-remapping",
-                WARN,
-                "interrupt remapping works but allow_unsafe_interrupts=Y is set",
-                "remove allow_unsafe_interrupts=1 "
-                "from /etc/modprobe.d: it is not needed on this host",
-            )
-        return Check("interrupt-remapping", PASS, "supported by the IOMMU (ecap bit 3)")
-    if any(r is None for r in remapping) and not switched_off:
+    units = facts.iommu_units
+    if not units:
         return Check(
-            "interrupt-remapping",
-            PASS,
-            "IOMMU present; the kernel does not report "
-            "remapping support in sysfs (AMD-Vi remaps when enabled)",
-        )
-    if not remapping:
-        return Check(
-            "interrupt-remapping",
+            _REMAPPING,
             FAIL,
             "no IOMMU, so no interrupt remapping",
             "enable the IOMMU first (see iommu-enabled)",
         )
+    lacking = [u.name for u in units if u.interrupt_remapping is False]
+    if facts.cmdline_value("intremap") == "off":
+        return _no_remapping("switched off by intremap=off", unsafe)
+    if lacking:
+        return _no_remapping(f"not supported by {', '.join(lacking)} (ecap bit 3)", unsafe)
+    unknown = [u for u in units if u.interrupt_remapping is None]
+    if unknown:
+        return _remapping_unknown(unknown)
     if unsafe:
         return Check(
-            "interrupt-remapping",
+            _REMAPPING,
             WARN,
-            "no interrupt remapping; "
-            "allow_unsafe_interrupts=Y lets VFIO assign devices anyway, but a guest "
-            "can then inject interrupts into the host (only for trusted guests)",
+            "interrupt remapping works but allow_unsafe_interrupts=Y is set",
+            "remove allow_unsafe_interrupts=1 from /etc/modprobe.d: it is not needed on this host",
+        )
+    return Check(_REMAPPING, PASS, "supported by the IOMMU (ecap bit 3)")
+
+
+def _no_remapping(why: str, unsafe: bool) -> Check:
+    if unsafe:
+        return Check(
+            _REMAPPING,
+            WARN,
+            f"no interrupt remapping ({why}); allow_unsafe_interrupts=Y lets VFIO assign "
+            "devices anyway, but a guest can then inject interrupts into the host (only for "
+            "trusted guests)",
             "enable interrupt remapping in the firmware or remove intremap=off",
         )
     return Check(
-        "interrupt-remapping",
+        _REMAPPING,
         FAIL,
-        "no interrupt remapping: VFIO refuses to assign devices",
+        f"no interrupt remapping ({why}): VFIO refuses to assign devices",
         "enable it in the firmware (remove intremap=off), or for trusted "
         "guests only set `options vfio_iommu_type1 allow_unsafe_interrupts=1`",
+    )
+
+
+def _remapping_unknown(unknown: list[IommuUnit]) -> Check:
+    if all(u.vendor == "amd" for u in unknown):
+        return Check(
+            _REMAPPING,
+            PASS,
+            "IOMMU present; the kernel does not report "
+            "remapping support in sysfs (AMD-Vi remaps when enabled)",
+        )
+    intel = [u.name for u in unknown if u.vendor == "intel"]
+    other = [u.name for u in unknown if u.vendor != "intel"]
+    reasons = [f"the ecap of {', '.join(intel)} is unreadable"] if intel else []
+    reasons += [f"sysfs does not report it for {', '.join(other)}"] if other else []
+    return Check(
+        _REMAPPING,
+        WARN,
+        f"interrupt remapping unknown: {'; '.join(reasons)}",
+        "check the kernel log: `dmesg | grep -i remapping` should say it is enabled",
     )
 
 

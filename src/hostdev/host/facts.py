@@ -5,11 +5,13 @@ Read once through the HostFS seam into a frozen `HostFacts`; the checks themselv
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hostdev.host.fs import HostFS, list_dir, read_text
 
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class IommuUnit:
 
     name: str
     vendor: str  # "intel" | "amd" | "other"
-    interrupt_remapping: bool | None  # None when the kernel does not say
+    interrupt_remapping: bool | None  # None when the kernel does not say (AMD) or it is unreadable
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,13 @@ def _cpu_vendor(cpuinfo: str | None) -> str | None:
 
 def _iommu_unit(fs: HostFS, name: str) -> IommuUnit:
     ecap = read_text(fs.sys("class", "iommu", name, "intel-iommu", "ecap"))
-    if ecap is not None:
-        try:
-            return IommuUnit(name, "intel", bool(int(ecap, 16) & 0x8))
-        except ValueError:
-            return IommuUnit(name, "intel", None)
-    if name.startswith("ivhd"):
-        return IommuUnit(name, "amd", None)
-    return IommuUnit(name, "other", None)
+    if name.startswith("dmar") or ecap is not None:
+        return IommuUnit(name, "intel", _remapping_bit(ecap))
+    return IommuUnit(name, "amd" if name.startswith("ivhd") else "other", None)
+
+
+def _remapping_bit(ecap: str | None) -> bool | None:
+    """Bit 3 of an Intel unit's extended capabilities (hex, no 0x); None when unreadable."""
+    if ecap is None or _HEX.fullmatch(ecap) is None:
+        return None
+    return bool(int(ecap, 16) & 0x8)

@@ -47,9 +47,9 @@ class NodeTree:
         )
         return self
 
-    def add_iommu(self, vendor: str = "intel", *, intremap: bool = True) -> Self:
-        """Create /sys/class/iommu/dmar0 (Intel, ecap bit 3 = interrupt remapping) or ivhd0."""
-        name = "dmar0" if vendor == "intel" else "ivhd0"
+    def add_iommu(self, vendor: str = "intel", *, intremap: bool = True, unit: int = 0) -> Self:
+        """Create /sys/class/iommu/dmarN (Intel, ecap bit 3 = interrupt remapping) or ivhdN."""
+        name = f"dmar{unit}" if vendor == "intel" else f"ivhd{unit}"
         self._link(f"sys/class/iommu/{name}", f"../../devices/virtual/iommu/{name}")
         if vendor == "intel":
             ecap = "f00f4a" if intremap else "f00f42"
