@@ -24,7 +24,7 @@ from hostdev.errors import (
     HostdevError,
     HostWriteError,
 )
-from hostdev.host.fs import HostFS, link_name, list_dir, read_text
+from hostdev.host.fs import HostFS, kernel_number, link_name, list_dir, read_text
 from hostdev.host.model import Host, PciAddress, PciDevice
 from hostdev.host.writer import HostWriter
 
@@ -299,9 +299,8 @@ class VfProgress:
 def read_vfs(fs: HostFS, pf: PciAddress) -> list[tuple[str, str | None]]:
     """(VF address, driver) of a PF read straight from its virtfnN links (cheap, for polls)."""
     pf_dir = fs.sys("bus", "pci", "devices", str(pf))
-    links = sorted(
-        (int(n[6:]), n) for n in list_dir(pf_dir) if n.startswith("virtfn") and n[6:].isdigit()
-    )
+    indexed = ((kernel_number(n[6:]), n) for n in list_dir(pf_dir) if n.startswith("virtfn"))
+    links = sorted((index, name) for index, name in indexed if index is not None)
     result = []
     for _, name in links:
         vf = link_name(os.path.join(pf_dir, name))

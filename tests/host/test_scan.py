@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,13 @@ import pytest
 from hostdev.errors import HostReadError
 from hostdev.host import scan
 from hostdev.host.fs import HostFS
-from hostdev.host.model import PciAddress
+from hostdev.host.model import PciAddress, SkippedDevice
 from hostdev.host.scan import scan_host
 from hostdev.testing.examples import build_example
 from hostdev.testing.fakehost import FakeHost
 
 A = PciAddress.parse
+PF_82576 = "0000:04:00.1"  # enp4s0f1: VFs virtfn0..6 at 04:10.1, 04:10.3 ... 04:11.5
 
 
 @pytest.fixture
@@ -198,6 +200,108 @@ def test_damaged_device(sink: FakeHost, damage, skipped, check) -> None:  # type
     else:
         assert check(host.devices[address])
     assert A("0000:b3:00.0") in host.devices  # the rest is listed
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["0000:00:00.0\n", "0000:00:ff.0", "0000:00:20.0", "0000:00:0A.0", "0000:00:00.8"],
+    ids=["trailing-newline", "slot-ff", "slot-20", "upper-case", "function-8"],
+)
+def test_bus_entry_the_kernel_never_names_so_is_skipped(sink: FakeHost, name: str) -> None:
+    (sink.root / "sys/bus/pci/devices" / name).symlink_to(
+        "../../../devices/pci0000:00/0000:00:00.0"
+    )
+    host = scan_host(sink.fs)
+    assert SkippedDevice(name, "not a PCI address") in host.skipped
+    assert len(host.devices) == len(sink.funcs)
+
+
+def _relink(link: Path, target: str) -> None:
+    link.unlink()
+    link.symlink_to(target)
+
+
+def _superscript_group(h: FakeHost) -> None:
+    _relink(h.device_dir("0000:65:00.0") / "iommu_group", "../../../../kernel/iommu_groups/\u00b2")
+
+
+def _superscript_virtfn(h: FakeHost) -> None:
+    (h.device_dir(PF_82576) / "virtfn\u00b2").symlink_to("../0000:04:10.5")
+
+
+def _virtfn_target_newline(h: FakeHost) -> None:
+    _relink(h.device_dir(PF_82576) / "virtfn0", "../0000:04:10.1\n")
+
+
+def _physfn_target_newline(h: FakeHost) -> None:
+    (h.device_dir(PF_82576) / "virtfn6").unlink()  # so that the VF's own physfn link counts
+    _relink(h.device_dir("0000:04:11.5") / "physfn", "../0000:04:00.1\n")
+
+
+@pytest.mark.parametrize(
+    ("damage", "address", "problem"),
+    [
+        (_superscript_group, "0000:65:00.0", "garbage iommu_group link '\u00b2'"),
+        (_superscript_virtfn, PF_82576, "garbage SR-IOV link name 'virtfn\u00b2'"),
+        (_virtfn_target_newline, PF_82576, "virtfn0 links to '0000:04:10.1\\n', not a PCI address"),
+        (
+            _physfn_target_newline,
+            "0000:04:11.5",
+            "physfn links to '0000:04:00.1\\n', not a PCI address",
+        ),
+    ],
+    ids=[
+        "superscript-group",
+        "superscript-virtfn",
+        "virtfn-target-newline",
+        "physfn-target-newline",
+    ],
+)
+def test_link_with_a_name_the_kernel_never_writes_is_a_problem(
+    sink: FakeHost, damage: Callable[[FakeHost], None], address: str, problem: str
+) -> None:
+    damage(sink)
+    host = scan_host(sink.fs)
+    assert problem in host.devices[A(address)].problems
+    assert len(host.devices) == len(sink.funcs) and not host.skipped
+
+
+def test_vf_links_beside_a_garbage_one_keep_their_indexes(sink: FakeHost) -> None:
+    _superscript_virtfn(sink)
+    sriov = scan_host(sink.fs).devices[A(PF_82576)].sriov
+    assert sriov is not None and sriov.vf_indexes == tuple(range(7))
+
+
+MDEV = "4b20d080-1b54-4048-85b3-a6a62d165c01"
+
+
+def _mdev_at(h: FakeHost, parent: str) -> None:
+    mdev = h.root / "sys/devices/pci0000:00" / parent / "22222222-2222-2222-2222-222222222222"
+    mdev.mkdir(parents=True)
+    (mdev / "mdev_type").symlink_to("../mdev_supported_types/nvidia-231")
+    (h.root / "sys/bus/mdev/devices" / mdev.name).symlink_to(
+        f"../../../devices/pci0000:00/{parent}/{mdev.name}"
+    )
+
+
+def test_mdev_with_a_garbage_group_name_has_no_group(sink: FakeHost) -> None:
+    _relink(
+        sink.root / "sys/bus/mdev/devices" / MDEV / "iommu_group",
+        "../../../../kernel/iommu_groups/\u00b2",
+    )
+    (mdev,) = scan_host(sink.fs).mdevs
+    assert mdev.uuid == MDEV and mdev.iommu_group is None
+
+
+@pytest.mark.parametrize("parent", ["0000:00:ff.0", "0000:00:0A.0"], ids=["slot-ff", "upper-case"])
+def test_mdev_under_a_parent_the_kernel_never_names_is_skipped(sink: FakeHost, parent: str) -> None:
+    _mdev_at(sink, parent)
+    host = scan_host(sink.fs)
+    assert [m.uuid for m in host.mdevs] == [MDEV]
+    assert (
+        SkippedDevice("22222222-2222-2222-2222-222222222222", "its parent is not a PCI function")
+        in host.skipped
+    )
 
 
 def test_same_garbled_uevent_on_two_devices_reads_each_ones_files(sink: FakeHost) -> None:

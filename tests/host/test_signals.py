@@ -24,6 +24,7 @@ KERNEL_SAMPLE = "Undefined 0\nData Link Protocol 0\nSurprise Down Error 2\nTOTAL
         ("Surprise Down Error 2\n", None),
         ("TOTAL_ERR_FATAL lots", None),
         ("TOTAL_ERR_FATAL -1", None),
+        ("TOTAL_ERR_FATAL \u00b2", None),
         ("TOTAL_ERR_NONFATAL 3", None),
     ],
     ids=[
@@ -35,6 +36,7 @@ KERNEL_SAMPLE = "Undefined 0\nData Link Protocol 0\nSurprise Down Error 2\nTOTAL
         "no-total",
         "garbage",
         "negative",
+        "superscript-digit",
         "wrong-file",
     ],
 )
@@ -53,6 +55,7 @@ def test_read_from_fake_host(tmp_path: Path) -> None:
 def test_vfio_group_nodes(tmp_path: Path) -> None:
     host = build_example("vgpu-node", tmp_path)
     (tmp_path / "dev" / "vfio" / "noiommu-7").write_text("")
+    (tmp_path / "dev" / "vfio" / "\u00b2").write_text("")  # isdigit() but not int()
     assert vfio_group_nodes(host.fs) == {36}
     host.remove_mdev("4b20d080-1b54-4048-85b3-a6a62d165c01")
     assert vfio_group_nodes(host.fs) == set()

@@ -109,6 +109,11 @@ def test_odd_fields_survive() -> None:
     assert event.subsystem == ""
 
 
+def test_superscript_seqnum_is_garbage() -> None:
+    event = parse_uevent("add@/devices/x\x00SEQNUM=\u00b2\x00".encode())
+    assert event is not None and event.seqnum is None
+
+
 def test_encode_round_trip() -> None:
     event = parse_uevent(UNBIND)
     assert event is not None

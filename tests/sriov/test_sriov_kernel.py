@@ -132,6 +132,14 @@ def test_autoprobe_off_leaves_new_vfs_driverless(nic: FakeHost, kernel: FakeKern
     assert [d for _, d in read_vfs(nic.fs, PF0)] == [None, None]
 
 
+def test_read_vfs_passes_over_a_link_name_the_kernel_never_writes(
+    nic: FakeHost, kernel: FakeKernelWriter
+) -> None:
+    execute(nic.fs, kernel, plan_numvfs(scan_host(nic.fs).devices[PF0], 2, autoprobe=False))
+    (nic.device_dir(str(PF0)) / "virtfn\u00b2").symlink_to("../0000:04:10.2")
+    assert [vf for vf, _ in read_vfs(nic.fs, PF0)] == ["0000:04:10.0", "0000:04:10.2"]
+
+
 # -- waiting ------------------------------------------------------------------------------
 class SlowDrivers:
     """A clock and a sleep in which one VF's driver binds per poll (like ~0.3 s per VF)."""

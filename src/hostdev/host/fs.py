@@ -126,6 +126,14 @@ def open_dir(path: str, dir_fd: int | None = None) -> int | None:
         return None
 
 
+def kernel_number(text: str) -> int | None:
+    """A decimal number the kernel wrote (a group, a virtfn index, a count), else None.
+
+    ASCII digits only: str.isdigit() also accepts digits such as '²' that int() rejects.
+    """
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def exists(path: str) -> bool:
     """Whether a path exists (a dangling link counts as missing)."""
     return os.path.exists(path)

@@ -22,8 +22,8 @@ VFIO_PCI = "vfio-pci"
 # driver. An unbound member never blocks.
 GROUP_SAFE_DRIVERS = frozenset((VFIO_PCI, "pci-stub", "pcieport"))
 _ADDRESS_RE = re.compile(
-    r"^(?P<domain>[0-9a-fA-F]{4,8}):(?P<bus>[0-9a-fA-F]{2}):(?P<slot>[0-9a-fA-F]{2})"
-    r"\.(?P<function>[0-7])$"
+    r"(?P<domain>[0-9a-fA-F]{4,8}):(?P<bus>[0-9a-fA-F]{2}):(?P<slot>[0-9a-fA-F]{2})"
+    r"\.(?P<function>[0-7])"
 )
 _SLOT_MAX = 0x1F
 
@@ -40,7 +40,7 @@ class PciAddress:
     @classmethod
     def parse(cls, text: str) -> PciAddress:
         """Parse a full address strictly; raise BadInputError on anything else."""
-        match = _ADDRESS_RE.match(text)
+        match = _ADDRESS_RE.fullmatch(text)
         if match is None:
             raise BadInputError(f"invalid PCI address {text!r}: expected DDDD:BB:SS.F")
         slot = int(match["slot"], 16)

@@ -41,9 +41,11 @@ _FALLBACK_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "
 _VFIO_DEV = frozenset(("vfio-dev",))
 # uevent starts with DRIVER= when a driver is bound, else with PCI_CLASS=
 _PLAIN_VF_UEVENTS = (b"DRIVER=vfio-pci\n", b"PCI_CLASS=")
-_ADDRESS_LIKE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+# the kernel's own names: lower-case hex, slots 00-1f (matched whole: `$` would allow a "\n")
+_ADDRESS_LIKE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")
 
 AddressOf = Callable[[str], PciAddress]
+_NO_SRIOV: tuple[None, tuple[str, ...]] = (None, ())
 
 
 class RawFunction(NamedTuple):
@@ -61,6 +63,7 @@ class RawFunction(NamedTuple):
     vfio_dev: list[str] | None
     net: list[str] | None
     sriov: Sriov | None
+    sriov_problems: tuple[str, ...]  # SR-IOV entries that could not be read, for the PF
     mdev_types: tuple[MdevType, ...]
 
 
@@ -131,6 +134,9 @@ def _read_attributes(
     known_vfs: set[str],
 ) -> RawFunction:
     uevent, revision, numa_node, driver_override = common
+    sriov, sriov_problems = (
+        _sriov(fd, listing, address_of, known_vfs) if "sriov_totalvfs" in entries else _NO_SRIOV
+    )
     return RawFunction(
         name,
         bus_link,
@@ -146,7 +152,8 @@ def _read_attributes(
         link_name("physfn", fd) if "physfn" in entries else None,
         list_dir(f"{path}/vfio-dev") if "vfio-dev" in entries else None,
         list_dir(f"{path}/net") if "net" in entries else None,
-        _sriov(fd, listing, address_of, known_vfs) if "sriov_totalvfs" in entries else None,
+        sriov,
+        sriov_problems,
         _mdev_types(fd) if "mdev_supported_types" in entries else (),
     )
 
@@ -169,24 +176,39 @@ def _int_or(text: str | None, default: int) -> int:
         return default
 
 
-def _sriov(fd: int, listing: list[str], address_of: AddressOf, known_vfs: set[str]) -> Sriov:
+def _sriov(
+    fd: int, listing: list[str], address_of: AddressOf, known_vfs: set[str]
+) -> tuple[Sriov, tuple[str, ...]]:
+    """The PF's SR-IOV attributes and virtfnN links, and the entries that were garbage."""
     vfs = []
+    problems: list[str] = []
     for name in listing:
-        if name.startswith("virtfn") and name[6:].isdigit():
-            vf = link_name(name, fd)
+        if name.startswith("virtfn"):
+            digits = name[6:]  # kernel_number's test, inline: thousands of links per scan
+            numbered = digits.isascii() and digits.isdigit()
+            vf = link_name(name, fd) if numbered else None
             if vf is not None and is_address(vf):
-                vfs.append((int(name[6:]), address_of(vf)))
+                vfs.append((int(digits), address_of(vf)))
                 known_vfs.add(vf)
+            elif not numbered or vf is not None:  # a link gone mid-teardown is no problem
+                problems.append(_bad_virtfn(name, vf))
     vfs.sort()
     indexes, addresses = tuple(zip(*vfs, strict=True)) or ((), ())
     autoprobe = read_text("sriov_drivers_autoprobe", fd)
-    return Sriov(
+    sriov = Sriov(
         total_vfs=_int_or(read_text("sriov_totalvfs", fd), 0),
         num_vfs=_int_or(read_text("sriov_numvfs", fd), 0),
         vfs=addresses,
         vf_indexes=indexes,
         drivers_autoprobe=None if autoprobe is None else autoprobe.strip() == "1",
     )
+    return sriov, tuple(problems)
+
+
+def _bad_virtfn(name: str, target: str | None) -> str:
+    if target is None:
+        return f"garbage SR-IOV link name {name!r}"
+    return f"{name} links to {target!r}, not a PCI address"
 
 
 def _mdev_types(fd: int) -> tuple[MdevType, ...]:
@@ -207,4 +229,4 @@ def _mdev_types(fd: int) -> tuple[MdevType, ...]:
 
 def is_address(name: str) -> bool:
     """Whether a kernel-written name is a PCI function address DDDD:BB:SS.F."""
-    return _ADDRESS_LIKE.match(name) is not None
+    return _ADDRESS_LIKE.fullmatch(name) is not None

@@ -27,7 +27,7 @@ from hostdev.host.fs import HostFS, link_name, link_target, list_dir, open_dir
 from hostdev.host.model import Host, IommuGroup, Mdev, PciAddress, PciDevice, SkippedDevice
 from hostdev.host.rawread import RawFunction, is_address, read_fallback, read_function
 
-_HEX4 = re.compile(r"^[0-9a-f]{4}$")
+_HEX4 = re.compile(r"[0-9a-f]{4}")
 _HEX_VALUE = re.compile(r"(?:0x)?([0-9a-f]+)")
 _REVISION = re.compile(rb"0x([0-9a-fA-F]{2})\n?")
 # The kernel's pci_uevent() lines up to PCI_SLOT_NAME, the first that differs between the
@@ -41,7 +41,7 @@ _SLOT_NAME = b"PCI_SLOT_NAME="
 _UeventFields = tuple[str | None, str, str, str, str, str]  # driver, class, vendor, device, sub…
 _new_device = positional_constructor(PciDevice)
 _CHUNK = 512  # functions read, then parsed, per round (docs/benchmarks.md)
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class _Skip(Exception):
@@ -104,7 +104,7 @@ def scan_host(fs: HostFS, previous: Host | None = None) -> Host:
     host = Host(
         devices=acc.devices,
         groups=groups,
-        mdevs=tuple(_scan_mdevs(fs, acc.devices)),
+        mdevs=tuple(_scan_mdevs(fs, acc.devices, acc.skipped)),
         skipped=tuple(acc.skipped),
         vfio_container="vfio" in vfio_dir,
         iommufd=os.path.exists(fs.dev("iommu")),
@@ -178,7 +178,8 @@ def _previous_if_equal(device: PciDevice, previous: Mapping[PciAddress, PciDevic
 
 
 def _group_number(name: str | None) -> int | None:
-    return int(name) if name and name.isdigit() else None
+    # kernel_number's test, inline: this runs for every function of every scan
+    return int(name) if name and name.isascii() and name.isdigit() else None
 
 
 def _build_device(
@@ -186,11 +187,15 @@ def _build_device(
 ) -> PciDevice:
     # The hot path of every rescan: every field of PciDevice, in its order.
     driver, class_code, vendor, device, sub_vendor, sub_device = _uevent_fields(raw, acc)
+    problems: list[str] = []
     revision = acc.revisions.get(raw.revision)
     if revision is None:
         revision = acc.revisions[raw.revision] = _revision(raw.revision)
-    physfn, vf_index = acc.vf_positions.get(address) or (_physfn(raw.physfn, acc), None)
-    problems: list[str] = []
+    physfn, vf_index = acc.vf_positions.get(address) or (_physfn(raw.physfn, acc, problems), None)
+    if group is None and raw.group is not None:
+        problems.append(f"garbage iommu_group link {raw.group!r}")
+    if raw.sriov_problems:
+        problems += raw.sriov_problems
     return _new_device(
         address,
         vendor,
@@ -272,7 +277,7 @@ def _ids(
     """Two hex IDs from a uevent "VVVV:DDDD" pair, else from the two attribute files."""
     if pair is not None:
         left, _, right = pair.lower().partition(":")
-        if _HEX4.match(left) and _HEX4.match(right):
+        if _HEX4.fullmatch(left) and _HEX4.fullmatch(right):
             return left, right
     left_id = _hex_value(files.get(first), 4)
     right_id = _hex_value(files.get(second), 4)
@@ -345,9 +350,14 @@ def _index_vfs(records: list[RawFunction], acc: _Accumulator) -> None:
                 acc.vf_positions[vf] = (pf, index)
 
 
-def _physfn(name: str | None, acc: _Accumulator) -> PciAddress | None:
+def _physfn(name: str | None, acc: _Accumulator, problems: list[str]) -> PciAddress | None:
     """The PF named by a VF's own physfn link (its PF did not list it, or is unreadable)."""
-    return acc.address(name) if name and is_address(name) else None
+    if name is None:
+        return None
+    if is_address(name):
+        return acc.address(name)
+    problems.append(f"physfn links to {name!r}, not a PCI address")
+    return None
 
 
 def _groups(
@@ -365,27 +375,35 @@ def _groups(
     return groups
 
 
-def _scan_mdevs(fs: HostFS, devices: dict[PciAddress, PciDevice]) -> list[Mdev]:
+def _scan_mdevs(
+    fs: HostFS, devices: dict[PciAddress, PciDevice], skipped: list[SkippedDevice]
+) -> list[Mdev]:
+    """Every readable mdev; the others go to skipped with the reason."""
     mdev_dir = fs.sys("bus", "mdev", "devices")
     mdevs = []
     for uuid in sorted(list_dir(mdev_dir)):
-        path = os.path.join(mdev_dir, uuid)
-        parent = _parent_of_mdev(link_target(path))
-        type_id = link_name(os.path.join(path, "mdev_type"))
-        if not _UUID.match(uuid) or parent is None or type_id is None:
-            continue
-        group = link_name(os.path.join(path, "iommu_group"))
-        names = {t.type_id: t.name for t in devices[parent].mdev_types} if parent in devices else {}
-        mdevs.append(
-            Mdev(
-                uuid,
-                type_id,
-                names.get(type_id, type_id),
-                parent,
-                _group_number(group),
-            )
-        )
+        mdev = _read_mdev(mdev_dir, uuid, devices)
+        if isinstance(mdev, Mdev):
+            mdevs.append(mdev)
+        else:
+            skipped.append(SkippedDevice(uuid, mdev))
     return mdevs
+
+
+def _read_mdev(mdev_dir: str, uuid: str, devices: dict[PciAddress, PciDevice]) -> Mdev | str:
+    """One mdev, or why it cannot be read."""
+    if not _UUID.fullmatch(uuid):
+        return "not an mdev UUID"
+    path = os.path.join(mdev_dir, uuid)
+    parent = _parent_of_mdev(link_target(path))
+    if parent is None:
+        return "its parent is not a PCI function"
+    type_id = link_name(os.path.join(path, "mdev_type"))
+    if type_id is None:
+        return "vanished during the scan"
+    group = link_name(os.path.join(path, "iommu_group"))
+    names = {t.type_id: t.name for t in devices[parent].mdev_types} if parent in devices else {}
+    return Mdev(uuid, type_id, names.get(type_id, type_id), parent, _group_number(group))
 
 
 def _parent_of_mdev(target: str | None) -> PciAddress | None:
@@ -393,4 +411,4 @@ def _parent_of_mdev(target: str | None) -> PciAddress | None:
         return None
     parts = target.rstrip("/").split("/")
     parent = parts[-2] if len(parts) >= 2 else ""
-    return PciAddress.parse(parent) if is_address(parent) else None
+    return PciAddress.from_kernel(parent) if is_address(parent) else None

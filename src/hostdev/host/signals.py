@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hostdev.host.fs import HostFS, list_dir, read_text
+from hostdev.host.fs import HostFS, kernel_number, list_dir, read_text
 from hostdev.host.model import PciAddress
 
 AER_FATAL_FILE = "aer_dev_fatal"
@@ -23,7 +23,7 @@ def parse_aer_fatal(text: str | None) -> int | None:
     for line in reversed(text.splitlines()):
         name, _, count = line.strip().rpartition(" ")
         if name.strip() == _TOTAL:
-            return int(count) if count.isdigit() else None
+            return kernel_number(count)
     return None
 
 
@@ -41,4 +41,5 @@ def read_aer_fatal(fs: HostFS, addresses: Iterable[PciAddress]) -> dict[PciAddre
 
 def vfio_group_nodes(fs: HostFS) -> frozenset[int]:
     """The IOMMU group numbers that have a /dev/vfio/<group> node (PCI and mdev groups)."""
-    return frozenset(int(name) for name in list_dir(fs.dev("vfio")) if name.isdigit())
+    numbers = (kernel_number(name) for name in list_dir(fs.dev("vfio")))
+    return frozenset(n for n in numbers if n is not None)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from hostdev.host.fs import kernel_number
+
 NETLINK_KOBJECT_UEVENT = 15
 KERNEL_GROUP = 1
 RECEIVE_BUFFER = 1 << 20  # bursts (VF creation) produce hundreds of messages at once
@@ -45,7 +47,7 @@ class Uevent:
     def seqnum(self) -> int | None:
         """The kernel's sequence number, or None when absent or garbage."""
         text = self.fields.get("SEQNUM", "")
-        return int(text) if text.isdigit() else None
+        return kernel_number(text)
 
     def summary(self) -> str:
         """A short human form: "unbind pci 0000:65:00.0"."""
