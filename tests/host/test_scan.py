@@ -12,7 +12,7 @@ from hostdev.host import scan
 from hostdev.host.fs import HostFS
 from hostdev.host.model import PciAddress, SkippedDevice
 from hostdev.host.scan import scan_host
-from hostdev.testing.examples import build_example
+from hostdev.testing.examples import base_host, build_example
 from hostdev.testing.fakehost import FakeHost
 
 A = PciAddress.parse
@@ -141,6 +141,19 @@ def test_domains_and_mdevs(sink: FakeHost) -> None:
         parent.address,
     )
     assert mdev.iommu_group is not None
+
+
+def test_pci_path_behind_a_vmd_controller_holds_only_functions(tmp_path: Path) -> None:
+    fake = base_host(tmp_path)
+    fake.add_vmd("0000:00:0e.0", domain="10000", bus="e0", iommu_group=5)
+    fake.add_bridge("10000:e0:06.0", iommu_group=5)
+    fake.add_device("10000:e1:00.0", "144d", "a80a", "010802", driver="nvme", iommu_group=5,
+                    parent="10000:e0:06.0")  # fmt: skip
+    bus_link = os.readlink(fake.root / "sys/bus/pci/devices/10000:e1:00.0")
+    assert bus_link.endswith("0000:00:0e.0/pci10000:e0/10000:e0:06.0/10000:e1:00.0")
+    devices = scan_host(fake.fs).devices
+    assert devices[A("10000:e0:06.0")].pci_path == ("0000:00:0e.0",)
+    assert devices[A("10000:e1:00.0")].pci_path == ("0000:00:0e.0", "10000:e0:06.0")
 
 
 def _device_dir(host: FakeHost, address: str) -> Path:

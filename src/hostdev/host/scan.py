@@ -330,14 +330,15 @@ def _cdev(listed: list[str] | None, nodes: frozenset[str]) -> str | None:
 def _pci_path(target: str | None, known: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     """Upstream bridge addresses from the bus link target, root port first (one tuple shared
     by every function behind the same bridges)."""
-    # ../../../devices/pci0000:00/<bridge>/.../<self>: bridges sit between the root and self
+    # ../../../devices/pci0000:00/<bridge>/.../<self>: bridges sit between the root and self;
+    # a VMD controller's domain adds a root of its own (.../0000:00:0e.0/pci10000:e0/...)
     root = target.find("/pci") if target else -1
     if target is None or root < 0:
         return ()
     parent = target[root + 1 : target.rfind("/")]
     path = known.get(parent)
     if path is None:
-        path = known[parent] = tuple(parent.split("/")[1:])
+        path = known[parent] = tuple(part for part in parent.split("/") if is_address(part))
     return path
 
 

@@ -37,6 +37,8 @@ class FakeHost(NodeTree):
     root: Path
     cdev: bool = False  # expose /dev/vfio/devices/vfioN and /dev/iommu (kernel 6.6+)
     funcs: dict[str, _Func] = field(default_factory=dict)
+    # "DDDD:BB" → the directory of a root bus that is not a host bridge's (a VMD domain's)
+    roots: dict[str, str] = field(default_factory=dict)
     _next_cdev: int = 0
 
     def __post_init__(self) -> None:
@@ -105,9 +107,8 @@ class FakeHost(NodeTree):
         """Create one PCI function with every attribute file and link the kernel makes."""
         addr = str(PciAddress.parse(address))
         if _parent_dir is None:
-            _parent_dir = (
-                self._func(parent).path if parent else f"devices/pci{addr[:-8]}:{addr[-7:-5]}"
-            )
+            root = self.roots.get(addr[:-5], f"devices/pci{addr[:-8]}:{addr[-7:-5]}")
+            _parent_dir = self._func(parent).path if parent else root
         rel = f"{_parent_dir}/{addr}"
         self.funcs[addr] = _Func(addr, rel, iommu_group)
         base = f"sys/{rel}"
@@ -240,6 +241,20 @@ class FakeHost(NodeTree):
             iommu_group=iommu_group,
             parent=parent,
         )
+
+    def add_vmd(
+        self,
+        address: str,
+        *,
+        domain: str = "10000",
+        bus: str = "e0",
+        iommu_group: int | None = None,
+    ) -> FakeHost:
+        """An Intel VMD controller on the vmd driver; its PCI domain's root bus (domain:bus)
+        hangs below it (.../0000:00:0e.0/pci10000:e0/), where later functions of it go."""
+        self.add_device(address, "8086", "467f", "010400", driver="vmd", iommu_group=iommu_group)
+        self.roots[f"{domain}:{bus}"] = f"{self._func(address).path}/pci{domain}:{bus}"
+        return self
 
     def write_uevent(self, address: str, driver: str | None) -> None:
         """Rewrite uevent the way the kernel shows it (DRIVER only when bound)."""
