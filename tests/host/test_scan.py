@@ -317,6 +317,81 @@ def test_mdev_under_a_parent_the_kernel_never_names_is_skipped(sink: FakeHost, p
     )
 
 
+T4 = "0000:65:00.0"  # revision a1, NUMA node 0
+
+
+def _write(address: str, name: str, text: str) -> Callable[[FakeHost], None]:
+    return lambda h: (h.device_dir(address) / name).write_text(text)
+
+
+def _remove(address: str, name: str) -> Callable[[FakeHost], None]:
+    return lambda h: (h.device_dir(address) / name).unlink()
+
+
+def _virtfn_to_nowhere(h: FakeHost) -> None:
+    (h.device_dir(PF_82576) / "virtfn7").symlink_to("../0000:04:12.1")
+
+
+GPU_AVAILABLE = "mdev_supported_types/nvidia-231/available_instances"
+
+
+@pytest.mark.parametrize(
+    ("damage", "address", "problem", "check"),
+    [
+        (_write(T4, "revision", "0xzz\n"), T4, "garbage revision '0xzz'",
+         lambda d: d.revision == "00"),
+        (_remove(T4, "revision"), T4, "unreadable revision", lambda d: d.revision == "00"),
+        (_write(T4, "numa_node", "1_0\n"), T4, "garbage numa_node '1_0'",
+         lambda d: d.numa_node is None),
+        (_write(T4, "numa_node", "+1\n"), T4, "garbage numa_node '+1'",
+         lambda d: d.numa_node is None),
+        (_write(PF_82576, "sriov_numvfs", "xx\n"), PF_82576, "garbage sriov_numvfs 'xx'",
+         lambda d: d.sriov.num_vfs == 0 and len(d.sriov.vfs) == 7),
+        (_write(PF_82576, "sriov_totalvfs", "7_0\n"), PF_82576, "garbage sriov_totalvfs '7_0'",
+         lambda d: d.sriov.total_vfs == 0 and d.sriov.num_vfs == 7),
+        (_write(PF_82576, "sriov_drivers_autoprobe", "yes\n"), PF_82576,
+         "garbage sriov_drivers_autoprobe 'yes'", lambda d: d.sriov.drivers_autoprobe is None),
+        (_virtfn_to_nowhere, PF_82576, "virtfn7 links to 0000:04:12.1, which is not on the PCI bus",
+         lambda d: len(d.sriov.vfs) == 8),
+        (_write("0000:3b:00.0", GPU_AVAILABLE, "lots\n"), "0000:3b:00.0",
+         f"garbage {GPU_AVAILABLE} 'lots'", lambda d: d.mdev_types[4].available_instances == 0),
+    ],
+    ids=[
+        "garbage-revision",
+        "no-revision",
+        "numa-with-underscore",
+        "numa-with-plus",
+        "garbage-numvfs",
+        "totalvfs-with-underscore",
+        "garbage-autoprobe",
+        "virtfn-to-a-missing-function",
+        "garbage-available-instances",
+    ],
+)  # fmt: skip
+def test_garbage_value_is_a_problem_and_the_device_is_kept(
+    sink: FakeHost,
+    damage: Callable[[FakeHost], None],
+    address: str,
+    problem: str,
+    check,  # type: ignore[no-untyped-def]
+) -> None:
+    before = scan_host(sink.fs).devices[A(address)]
+    damage(sink)
+    host = scan_host(sink.fs)
+    device = host.devices[A(address)]
+    assert device.problems == (problem,)
+    assert check(device)
+    assert (device.vendor_device, device.driver, device.iommu_group) == (
+        before.vendor_device, before.driver, before.iommu_group
+    )  # fmt: skip
+    assert len(host.devices) == len(sink.funcs) and not host.skipped
+
+
+def test_numa_node_minus_one_is_no_node_and_no_problem(sink: FakeHost) -> None:
+    device = scan_host(sink.fs).devices[A("0000:01:00.0")]
+    assert (device.numa_node, device.problems) == (None, ())
+
+
 def test_same_garbled_uevent_on_two_devices_reads_each_ones_files(sink: FakeHost) -> None:
     """Parsed uevent heads are reused across functions; a fallback's answer never is."""
     addresses = [A("0000:65:00.0"), A("0000:17:00.1")]  # a T4, an audio function
@@ -418,5 +493,8 @@ def test_rescan_builds_what_changed(sink: FakeHost, change: str, address: str) -
     changed = {a for a, d in after.devices.items() if d is not before.devices.get(a)}
     if change == "unbind":
         assert changed == {A(address)} and after.devices[A(address)].driver is None
-    else:
-        assert A(address) not in after.devices and not changed
+    else:  # the PF's virtfn0 link is left naming a function that is gone: the PF notes it
+        assert A(address) not in after.devices and changed == {A(PF_82576)}
+        assert after.devices[A(PF_82576)].problems == (
+            f"virtfn0 links to {address}, which is not on the PCI bus",
+        )

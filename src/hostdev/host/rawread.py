@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from hostdev.host.fs import (
+    kernel_number,
     link_name,
     link_target,
     list_dir,
@@ -46,6 +47,7 @@ _ADDRESS_LIKE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")
 
 AddressOf = Callable[[str], PciAddress]
 _NO_SRIOV: tuple[None, tuple[str, ...]] = (None, ())
+_NO_MDEV_TYPES: tuple[tuple[MdevType, ...], tuple[str, ...]] = ((), ())
 
 
 class RawFunction(NamedTuple):
@@ -63,8 +65,8 @@ class RawFunction(NamedTuple):
     vfio_dev: list[str] | None
     net: list[str] | None
     sriov: Sriov | None
-    sriov_problems: tuple[str, ...]  # SR-IOV entries that could not be read, for the PF
     mdev_types: tuple[MdevType, ...]
+    problems: tuple[str, ...]  # SR-IOV and mdev entries that were unreadable or garbage
 
 
 def read_function(
@@ -137,6 +139,9 @@ def _read_attributes(
     sriov, sriov_problems = (
         _sriov(fd, listing, address_of, known_vfs) if "sriov_totalvfs" in entries else _NO_SRIOV
     )
+    mdev_types, mdev_problems = (
+        _mdev_types(fd) if "mdev_supported_types" in entries else _NO_MDEV_TYPES
+    )
     return RawFunction(
         name,
         bus_link,
@@ -153,8 +158,8 @@ def _read_attributes(
         list_dir(f"{path}/vfio-dev") if "vfio-dev" in entries else None,
         list_dir(f"{path}/net") if "net" in entries else None,
         sriov,
-        sriov_problems,
-        _mdev_types(fd) if "mdev_supported_types" in entries else (),
+        mdev_types,
+        sriov_problems + mdev_problems,
     )
 
 
@@ -169,11 +174,17 @@ def read_fallback(bus_fd: int, name: str) -> dict[str, str | None]:
         os.close(fd)
 
 
-def _int_or(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
+def _count(fd: int, path: str, problems: list[str]) -> int:
+    """A non-negative number from a one-value file; 0, with a problem noted, when unreadable."""
+    text = read_text(path, fd)
+    number = kernel_number(text) if text is not None else None
+    if number is None:
+        problems.append(_unreadable(path, text))
+    return number or 0
+
+
+def _unreadable(path: str, text: str | None) -> str:
+    return f"unreadable {path}" if text is None else f"garbage {path} {text[:20]!r}"
 
 
 def _sriov(
@@ -195,12 +206,14 @@ def _sriov(
     vfs.sort()
     indexes, addresses = tuple(zip(*vfs, strict=True)) or ((), ())
     autoprobe = read_text("sriov_drivers_autoprobe", fd)
+    if autoprobe not in (None, "0", "1"):
+        problems.append(_unreadable("sriov_drivers_autoprobe", autoprobe))
     sriov = Sriov(
-        total_vfs=_int_or(read_text("sriov_totalvfs", fd), 0),
-        num_vfs=_int_or(read_text("sriov_numvfs", fd), 0),
+        total_vfs=_count(fd, "sriov_totalvfs", problems),
+        num_vfs=_count(fd, "sriov_numvfs", problems),
         vfs=addresses,
         vf_indexes=indexes,
-        drivers_autoprobe=None if autoprobe is None else autoprobe.strip() == "1",
+        drivers_autoprobe=None if autoprobe not in ("0", "1") else autoprobe == "1",
     )
     return sriov, tuple(problems)
 
@@ -211,20 +224,22 @@ def _bad_virtfn(name: str, target: str | None) -> str:
     return f"{name} links to {target!r}, not a PCI address"
 
 
-def _mdev_types(fd: int) -> tuple[MdevType, ...]:
+def _mdev_types(fd: int) -> tuple[tuple[MdevType, ...], tuple[str, ...]]:
+    """The mdev types a parent offers, and the entries that were garbage."""
     types = []
+    problems: list[str] = []
     for type_id in sorted(list_dir("mdev_supported_types", fd)):
         base = f"mdev_supported_types/{type_id}/"
         types.append(
             MdevType(
                 type_id=type_id,
                 name=read_text(base + "name", fd) or type_id,
-                available_instances=_int_or(read_text(base + "available_instances", fd), 0),
+                available_instances=_count(fd, base + "available_instances", problems),
                 device_api=read_text(base + "device_api", fd) or "",
                 description=read_text(base + "description", fd) or "",
             )
         )
-    return tuple(types)
+    return tuple(types), tuple(problems)
 
 
 def is_address(name: str) -> bool:

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from sys import intern
 
 from hostdev.host.construct import positional_constructor
@@ -30,6 +30,8 @@ from hostdev.host.rawread import RawFunction, is_address, read_fallback, read_fu
 _HEX4 = re.compile(r"[0-9a-f]{4}")
 _HEX_VALUE = re.compile(r"(?:0x)?([0-9a-f]+)")
 _REVISION = re.compile(rb"0x([0-9a-fA-F]{2})\n?")
+_NUMA_NODE = re.compile(rb"(-?[0-9]+)\n?")
+_UNSEEN = -2  # a numa_node value not parsed yet in this scan (the kernel writes -1 and up)
 # The kernel's pci_uevent() lines up to PCI_SLOT_NAME, the first that differs between the
 # functions of one model; DRIVER comes first when a driver is bound
 _UEVENT_HEAD = re.compile(
@@ -59,7 +61,8 @@ class _Accumulator:
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # PCIe paths, shared
     # Thousands of VFs share one uevent head and one revision: each is parsed once per scan
     uevent_heads: dict[bytes, _UeventFields] = field(default_factory=dict)
-    revisions: dict[bytes | None, str] = field(default_factory=dict)
+    revisions: dict[bytes | None, str] = field(default_factory=dict)  # "": garbage
+    numa_nodes: dict[bytes | None, int | None] = field(default_factory=lambda: {None: None})
     vf_positions: dict[PciAddress, tuple[PciAddress, int]] = field(default_factory=dict)
     previous: Mapping[PciAddress, PciDevice] = field(default_factory=dict)
     known_vfs: set[str] = field(default_factory=set)
@@ -95,6 +98,9 @@ def scan_host(fs: HostFS, previous: Host | None = None) -> Host:
         with _collector_paused():
             for start in range(0, len(names), _CHUNK):
                 _scan_chunk(names[start : start + _CHUNK], acc)
+            missing_vfs = acc.known_vfs.difference(names)
+            if missing_vfs:
+                _note_missing_vfs({acc.address(name) for name in missing_vfs}, acc)
             vfio_dir = set(list_dir(fs.dev("vfio")))
             before = previous.groups if previous is not None else {}
             groups = _groups(acc.group_members, vfio_dir, before)
@@ -191,11 +197,17 @@ def _build_device(
     revision = acc.revisions.get(raw.revision)
     if revision is None:
         revision = acc.revisions[raw.revision] = _revision(raw.revision)
+    if not revision:
+        problems.append(_garbage("revision", raw.revision))
+        revision = "00"
+    numa_node = acc.numa_nodes.get(raw.numa_node, _UNSEEN)
+    if numa_node == _UNSEEN:
+        numa_node = _numa_node(raw.numa_node, acc.numa_nodes, problems)
     physfn, vf_index = acc.vf_positions.get(address) or (_physfn(raw.physfn, acc, problems), None)
     if group is None and raw.group is not None:
         problems.append(f"garbage iommu_group link {raw.group!r}")
-    if raw.sriov_problems:
-        problems += raw.sriov_problems
+    if raw.problems:
+        problems += raw.problems
     return _new_device(
         address,
         vendor,
@@ -207,7 +219,7 @@ def _build_device(
         driver or raw.driver,
         _override(raw.driver_override),
         group,
-        _numa_node(raw.numa_node, problems),
+        numa_node,
         _pci_path(raw.bus_link, acc.paths),
         raw.sriov,
         physfn,
@@ -299,21 +311,32 @@ def _hex_value(text: str | None, width: int) -> str | None:
 
 
 def _revision(raw: bytes | None) -> str:
+    """Two lower-case hex digits; "" when unreadable or garbage."""
     match = _REVISION.fullmatch(raw) if raw else None
     if match is not None:
         return intern(match[1].decode().lower())
-    return _hex_value(raw.decode("utf-8", "replace") if raw else None, 2) or "00"
+    return _hex_value(raw.decode("utf-8", "replace") if raw else None, 2) or ""
 
 
-def _numa_node(raw: bytes | None, problems: list[str]) -> int | None:
+def _numa_node(
+    raw: bytes | None, known: dict[bytes | None, int | None], problems: list[str]
+) -> int | None:
+    """The node the kernel wrote ("-1" and other negatives: none), remembered in known; a
+    problem for anything but a plain decimal number (int() would take "1_0" as 10)."""
+    match = _NUMA_NODE.fullmatch(raw) if raw is not None else None
+    if match is None:
+        problems.append(_garbage("numa_node", raw))
+        return None
+    node = int(match[1])
+    known[raw] = node if node >= 0 else None
+    return known[raw]
+
+
+def _garbage(name: str, raw: bytes | None) -> str:
     if raw is None:
-        return None
-    try:
-        node = int(raw)
-    except ValueError:
-        problems.append(f"garbage numa_node {raw[:20].decode('utf-8', 'replace')!r}")
-        return None
-    return node if node >= 0 else None
+        return f"unreadable {name}"
+    text = raw.rstrip(b"\n")[:20].decode("utf-8", "replace")
+    return f"garbage {name} {text!r}"
 
 
 def _override(raw: bytes | None) -> str | None:
@@ -349,6 +372,19 @@ def _index_vfs(records: list[RawFunction], acc: _Accumulator) -> None:
             pf = acc.address(raw.name)
             for index, vf in raw.sriov.indexed_vfs():
                 acc.vf_positions[vf] = (pf, index)
+
+
+def _note_missing_vfs(missing: set[PciAddress], acc: _Accumulator) -> None:
+    """A problem on each PF whose virtfnN link names a function that is not on the bus."""
+    for address, device in list(acc.devices.items()):
+        gone = [
+            f"virtfn{index} links to {vf}, which is not on the PCI bus"
+            for index, vf in (device.sriov.indexed_vfs() if device.sriov else ())
+            if vf in missing
+        ]
+        if gone:
+            noted = replace(device, problems=(*device.problems, *gone))
+            acc.devices[address] = _previous_if_equal(noted, acc.previous)
 
 
 def _physfn(name: str | None, acc: _Accumulator, problems: list[str]) -> PciAddress | None:
