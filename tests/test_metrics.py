@@ -105,8 +105,8 @@ def test_parse_address(text: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["9477", "host:", "host:http", "host:70000", ""],
-    ids=["no-colon", "no-port", "named-port", "too-big", "empty"],
+    ["9477", "host:", "host:http", "host:70000", "", "host:\u00b2", "host:\u0663"],
+    ids=["no-colon", "no-port", "named-port", "too-big", "empty", "superscript", "arabic-digit"],
 )
 def test_parse_address_rejects(text: str) -> None:
     with pytest.raises(BadInputError, match="--metrics-address"):

@@ -258,7 +258,7 @@ def device_counts(table: DeviceTable | None) -> dict[str, dict[str, int]]:
 def parse_address(text: str) -> tuple[str, int]:
     """ "HOST:PORT", "[::1]:PORT" or ":PORT" (all interfaces) → (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise BadInputError(f"invalid --metrics-address {text!r}: expected HOST:PORT")
     host = host.removeprefix("[").removesuffix("]")
     return host or "0.0.0.0", int(port)

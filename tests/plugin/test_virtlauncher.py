@@ -43,7 +43,9 @@ def test_read_ids(value: str, ids: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["65:00.0", "0000:65:00.0, 0000:66:00.0"], ids=["no-domain", "space-after-comma"]
+    "value",
+    ["65:00.0", "0000:65:00.0, 0000:66:00.0", "0000:65:00.0\n"],
+    ids=["no-domain", "space-after-comma", "trailing-newline"],
 )
 def test_what_virt_launcher_refuses(value: str) -> None:
     with pytest.raises(BadInputError, match="failed to parse pci address"):

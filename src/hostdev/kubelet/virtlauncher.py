@@ -15,7 +15,7 @@ from hostdev.config.model import ResourceKind
 from hostdev.errors import BadInputError
 from hostdev.kubelet.envs import kubevirt_env_name
 
-_PCI = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+_PCI = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 
 
 def read_ids(envs: Mapping[str, str], resource_name: str, kind: ResourceKind) -> list[str]:
@@ -28,7 +28,7 @@ def read_ids(envs: Mapping[str, str], resource_name: str, kind: ResourceKind) ->
 
 def pci_hostdev_xml(address: str) -> str:
     """The libvirt element for one address, as virt-launcher writes it (managed='no')."""
-    match = _PCI.match(address)
+    match = _PCI.fullmatch(address)
     if match is None:
         raise BadInputError(f"failed to parse pci address {address}")
     domain, bus, slot, function = match.groups()
