@@ -49,7 +49,7 @@ async def test_registers_every_resource_with_its_socket_and_options(
     assert sorted(regs) == ["devices.kubevirt.io/10de_1aeb", T4, "devices.kubevirt.io/10de_2184"]
     t4 = regs[T4]
     assert t4.request.version == "v1beta1"
-    assert t4.request.endpoint == "hostdev-10de_1eb8-c71048b381.sock"
+    assert t4.request.endpoint == "hostdev-10de_1eb8-83f2218bb9.sock"
     assert t4.options.get_preferred_allocation_available
     assert not t4.options.pre_start_required
 

@@ -19,6 +19,7 @@ from hostdev.config import load_config
 from hostdev.config.model import Config
 from hostdev.errors import BadInputError
 from hostdev.host.scan import scan_host
+from hostdev.kubelet import plugin
 from hostdev.kubelet.plugin import (
     SOCKET_NAME_MAX,
     SOCKET_PATH_MAX,
@@ -26,6 +27,7 @@ from hostdev.kubelet.plugin import (
     PluginServeError,
     PluginServer,
     check_plugin_dir,
+    fnv1a_64,
     socket_name,
 )
 from hostdev.kubelet.resourcename import is_extended_resource_name
@@ -64,12 +66,21 @@ async def registrations(kubelet: FakeKubelet, count: int) -> dict[str, Registrat
 
 
 @pytest.mark.parametrize(
+    "data,expected",
+    [(b"", 0xCBF29CE484222325), (b"a", 0xAF63DC4C8601EC8C), (b"foobar", 0x85944171F73967E8)],
+    ids=["empty", "a", "foobar"],
+)
+def test_fnv1a_64_matches_the_published_test_vectors(data: bytes, expected: int) -> None:
+    assert fnv1a_64(data) == expected
+
+
+@pytest.mark.parametrize(
     "name,expected",
     [
-        ("devices.kubevirt.io/10de_1eb8", "hostdev-10de_1eb8-c71048b381.sock"),
-        ("nvidia.com/TU104GL_Tesla_T4", "hostdev-TU104GL_Tesla_T4-ca6d3b7e24.sock"),
-        ("example.com/t4.vf", "hostdev-t4.vf-33962316cc.sock"),
-        (LONGEST, "hostdev-nnnnnnnnnnnnnnnnnnnnnnnn-d4d21a517c.sock"),
+        ("devices.kubevirt.io/10de_1eb8", "hostdev-10de_1eb8-83f2218bb9.sock"),
+        ("nvidia.com/TU104GL_Tesla_T4", "hostdev-TU104GL_Tesla_T4-a390229418.sock"),
+        ("example.com/t4.vf", "hostdev-t4.vf-c6048ff25a.sock"),
+        (LONGEST, "hostdev-nnnnnnnnnnnnnnnnnnnnnnnn-04043357b5.sock"),
     ],
     ids=["kubevirt-default", "upper-case", "dot", "longest-valid"],
 )
@@ -212,6 +223,26 @@ async def test_a_reload_goes_on_past_a_resource_whose_server_cannot_start(
     assert not (plugin_dir / socket_name(later[0])).exists()
     (failure,) = [r.getMessage() for r in caplog.records if blocked[0] in r.getMessage()]
     assert "Is a directory" in failure and "not served" in failure
+
+
+async def test_names_whose_sockets_coincide_leave_the_first_served(
+    kubelet: FakeKubelet,
+    make_node: NodeFactory,
+    gpu_host: FakeHost,
+    short_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # no two names with equal digests are known, so the digest is made to coincide here
+    monkeypatch.setattr(plugin, "socket_name", lambda name: "hostdev-same-0000000000.sock")
+    first, second = ("example.com/t4", "10de:1eb8"), ("example.com/audio", "10de:1aeb")
+    node = make_node(gpu_host, config(short_dir, "one.yaml", first))
+    await node.start()
+    await registrations(kubelet, 1)
+    with pytest.raises(
+        PluginServeError, match=r"example\.com/audio: its socket \S+ is example\.com/t4.s"
+    ):
+        await node._add(second[0])
+    assert list(node.registrars) == [first[0]]
 
 
 async def test_a_server_that_cannot_start_at_start_fails_the_start(

@@ -159,12 +159,20 @@ class Node:
     async def _add(self, name: str) -> None:
         service = DevicePluginService(self.table, name, self.preferred, self.binder.reset)
         server = PluginServer(service, self.plugin_dir)
+        self._check_endpoint_free(name, server.endpoint)
         await server.start()
         registrar = Registrar(server, self.kubelet_socket, self.backoff, self._on_registered)
         self._watch.add(registrar)
         self.registrars[name] = registrar
         self._all_registered.clear()
         registrar.start()
+
+    def _check_endpoint_free(self, name: str, endpoint: str) -> None:
+        """Raise PluginServeError when a served resource's socket already has this name (two
+        resource names whose digests coincide): starting would take that socket over."""
+        for other, registrar in self.registrars.items():
+            if registrar.server.endpoint == endpoint:
+                raise PluginServeError(f"{name}: its socket {endpoint} is {other}'s already")
 
     async def _remove(self, name: str, *, quiet: bool = False) -> None:
         registrar = self.registrars.pop(name, None)
