@@ -180,7 +180,7 @@ def check_all(
 def unreadable(host: Host, address: PciAddress) -> Refusal:
     """An IOMMU group member the scan could not read: its driver, and so whether the group can
     be made viable, is unknown, and nothing is written to a device hostdev cannot read."""
-    why = next((s.reason for s in host.skipped if s.name == str(address)), "not readable")
+    why = host.skip_reason(address) or "not readable"
     return Refusal(
         address,
         f"{address} is in the IOMMU group but cannot be read ({why}): the group cannot be made "

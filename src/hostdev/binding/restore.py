@@ -158,7 +158,7 @@ def _restore_one(run: Run, address: str, record: DeviceRecord | None, named: boo
 def _absent(run: Run, item: DeviceResult, named: bool) -> DeviceResult:
     """A recorded device the scan did not find: unreadable (record kept), gone and named by
     address (its record is dropped: a device that comes back is probed afresh), or gone."""
-    unreadable = next((s.reason for s in run.host.skipped if s.name == item.address), None)
+    unreadable = run.host.skip_reason(item.address)
     item.to_driver = None
     if unreadable is not None:
         item.action = "failed"

@@ -190,6 +190,10 @@ class Host:
         """The device at an address, or None."""
         return self.devices.get(address)
 
+    def skip_reason(self, address: PciAddress | str) -> str | None:
+        """Why the scan skipped the function at an address, or None when it did not."""
+        return next((s.reason for s in self.skipped if s.name == str(address)), None)
+
     def pf_of(self, dev: PciDevice) -> PciDevice | None:
         """A VF's physical function, or None (not a VF, or its PF is not on the host)."""
         return self.devices.get(dev.physfn) if dev.physfn is not None else None
