@@ -78,6 +78,7 @@ class DeviceResult:
     companions: tuple[str, ...] = ()
     companion_of: str | None = None
     reason: str = ""
+    forceable: bool = False  # refused only for reasons --force overrides
 
     def to_json(self) -> dict[str, Any]:
         """The -o json form of one device."""
@@ -251,16 +252,16 @@ def _guards_pass(run: Run, plan: list[Step]) -> bool:
 
 
 def _refuse_all(run: Run, plan: list[Step], refusals: list[guards.Refusal]) -> None:
-    reasons: dict[PciAddress, list[str]] = {}
+    by_device: dict[PciAddress, list[guards.Refusal]] = {}
     for refusal in refusals:
-        reasons.setdefault(refusal.address, []).append(refusal.reason)
+        by_device.setdefault(refusal.address, []).append(refusal)
     for step in plan:
-        why = "; ".join(reasons.get(step[0], []))
-        item = (
-            _unchanged(run, step, "refused", why)
-            if why
-            else _unchanged(run, step, "skipped", "not changed: another device was refused")
-        )
+        own = by_device.get(step[0], [])
+        if own:
+            item = _unchanged(run, step, "refused", "; ".join(r.reason for r in own))
+            item.forceable = all(r.forceable for r in own)
+        else:
+            item = _unchanged(run, step, "skipped", "not changed: another device was refused")
         run.report(item, len(plan))
 
 

@@ -186,13 +186,8 @@ def _say_on_stderr(result: BindResult) -> None:
         print(line, file=sys.stderr)
 
 
-_NOT_FORCEABLE = ("--noiommu", "bridge", "cannot be read")  # words of refusals --force keeps
-
-
 def _force_hint(item: DeviceResult) -> str:
-    if item.action != "refused" or any(word in item.reason for word in _NOT_FORCEABLE):
-        return ""
-    return "; use --force to override"
+    return "; use --force to override" if item.action == "refused" and item.forceable else ""
 
 
 def _note(item: DeviceResult) -> str:
