@@ -68,7 +68,8 @@ def run_while_locked(
     with ThreadPoolExecutor(max_workers=1) as pool:
         with StateFile(options.state_file).locked() as state:
             future: Future[BindResult] = pool.submit(run)
-            waiting.wait()
+            # bounded only so that a run that never says it waits fails instead of hanging
+            assert waiting.wait(timeout=60), "the run never said it was waiting for the lock"
             assert not future.done(), f"the run did not wait for the lock: {future.result()}"
             change(host, state)
         return future.result()
