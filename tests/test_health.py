@@ -13,7 +13,6 @@ from hostdev.health import (
     Signals,
     aer_watch_list,
     assess,
-    is_vfio_driver,
     retain_vanished,
     transitions,
 )
@@ -161,22 +160,6 @@ def test_unknown_ids_and_new_devices() -> None:
     view = HealthView()
     assert view.of("anything").healthy
     assert transitions(view, HealthView({"x": view.of("x")})) == []
-
-
-@pytest.mark.parametrize(
-    ("driver", "vfio"),
-    [
-        ("vfio-pci", True),
-        ("mlx5_vfio_pci", True),
-        ("nvgrace_gpu_vfio_pci", True),
-        ("nvidia", False),
-        (None, False),
-        ("vfio", False),
-    ],
-    ids=["vfio-pci", "mlx5-variant", "nvgrace-variant", "nvidia", "none", "vfio-core"],
-)
-def test_vfio_drivers(driver: str | None, vfio: bool) -> None:
-    assert is_vfio_driver(driver) is vfio
 
 
 def _resource(name: str, *ids: str) -> Resource:

@@ -23,7 +23,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from hostdev.errors import BadInputError
-from hostdev.host.model import VFIO_PCI, Host, PciAddress
+from hostdev.host.model import VFIO_PCI, Host, PciAddress, is_vfio_driver
 from hostdev.selection import Resource
 
 HEALTHY = "Healthy"  # the only string the kubelet counts as healthy
@@ -65,11 +65,6 @@ class HealthView:
     def of(self, device_id: str) -> DeviceHealth:
         """A device's health; an unknown device counts as healthy (it was never judged)."""
         return self.states.get(device_id, OK)
-
-
-def is_vfio_driver(driver: str | None) -> bool:
-    """vfio-pci or a vendor variant of it (mlx5_vfio_pci, nvgrace_gpu_vfio_pci, ...)."""
-    return driver is not None and (driver == VFIO_PCI or driver.endswith("vfio_pci"))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from hostdev.config.model import (
     Selector,
 )
 from hostdev.config.patterns import id_matches, mdev_type_key
-from hostdev.host.model import VFIO_PCI, Host, Mdev, PciAddress, PciDevice
+from hostdev.host.model import Host, Mdev, PciAddress, PciDevice, is_vfio_driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +130,8 @@ def resource_takes(spec: ResourceSpec, dev: PciDevice, host: Host) -> bool:
 
 
 def is_servable(dev: PciDevice) -> bool:
-    """A PCI function can be handed out when it is on vfio-pci and is not a bridge."""
-    return dev.driver == VFIO_PCI and not dev.is_bridge
+    """A PCI function can be handed out when it is on a VFIO driver and is not a bridge."""
+    return is_vfio_driver(dev.driver) and not dev.is_bridge
 
 
 def served_pci(dev: PciDevice) -> ServedDevice:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hostdev.errors import BadInputError
-from hostdev.host.model import VFIO_PCI, PciAddress
+from hostdev.host.model import VFIO_PCI, PciAddress, is_group_safe, is_vfio_driver
 from hostdev.host.scan import scan_host
 from hostdev.testing.examples import add_intel_pch, base_host
 from hostdev.testing.fakehost import FakeHost
@@ -99,6 +99,12 @@ def _pci_stub_member(host: FakeHost) -> None:
     host.add_device("0000:00:1f.4", "8086", "a323", "0c0500", driver=VFIO_PCI, iommu_group=36)
 
 
+def _mlx5_vf_beside_a_vfio_pci_function(host: FakeHost) -> None:
+    host.add_device("0000:3b:00.2", "15b3", "101e", "020000", driver="mlx5_vfio_pci",
+                    iommu_group=36)  # fmt: skip
+    host.add_device("0000:3b:00.3", "15b3", "101e", "020000", driver=VFIO_PCI, iommu_group=36)
+
+
 @pytest.mark.parametrize(
     ("build", "blockers"),
     [
@@ -108,6 +114,7 @@ def _pci_stub_member(host: FakeHost) -> None:
         (_bridge_with_vfio_device("shpchp"), [("0000:00:06.0", "shpchp")]),
         (_pci_stub_member, []),
         (_host_bridge_on_edac, [("0000:00:01.0", "ie31200_edac")]),
+        (_mlx5_vf_beside_a_vfio_pci_function, []),
     ],
     ids=[
         "isa-bridge-on-lpc_ich-blocks",
@@ -116,6 +123,7 @@ def _pci_stub_member(host: FakeHost) -> None:
         "pci-bridge-on-shpchp-blocks",
         "member-on-pci-stub",
         "host-bridge-on-a-driver-blocks",
+        "member-on-a-vfio-variant-driver",
     ],
 )
 def test_group_viability_follows_the_kernels_dma_ownership_rule(
@@ -126,3 +134,37 @@ def test_group_viability_follows_the_kernels_dma_ownership_rule(
     viability = scan_host(fake.fs).group_viability(36)
     assert [(str(a), d) for a, d in viability.blockers] == blockers
     assert viability.viable == (not blockers)
+
+
+@pytest.mark.parametrize(
+    ("driver", "vfio", "group_safe"),
+    [
+        ("vfio-pci", True, True),
+        ("mlx5_vfio_pci", True, True),
+        ("nvgrace_gpu_vfio_pci", True, True),
+        ("qat_vfio_pci", True, True),
+        ("pci-stub", False, True),
+        ("pcieport", False, True),
+        ("nvidia", False, False),
+        ("vfio", False, False),
+        ("vfio_pci_core", False, False),
+    ],
+    ids=[
+        "vfio-pci",
+        "mlx5-variant",
+        "nvgrace-variant",
+        "qat-variant",
+        "pci-stub",
+        "pcieport",
+        "nvidia",
+        "vfio-core",
+        "vfio-pci-core-library",
+    ],
+)
+def test_vfio_and_group_safe_drivers(driver: str, vfio: bool, group_safe: bool) -> None:
+    assert is_vfio_driver(driver) is vfio
+    assert is_group_safe(driver) is group_safe
+
+
+def test_no_driver_is_not_a_vfio_driver() -> None:
+    assert not is_vfio_driver(None)

@@ -45,7 +45,7 @@ from hostdev.binding.state import (
 )
 from hostdev.errors import DeviceNotFoundError, HostdevError, HostWriteError
 from hostdev.host.fs import HostFS, exists
-from hostdev.host.model import VFIO_PCI, Host, PciAddress
+from hostdev.host.model import VFIO_PCI, Host, PciAddress, is_vfio_driver
 from hostdev.host.scan import scan_host
 from hostdev.host.writer import HostWriter, RecordingWriter
 
@@ -298,7 +298,7 @@ def _record(run: Run, plan: list[Step], command: str) -> list[str]:
     records = {}
     for address, companion_of in plan:
         device = run.host.devices[address]
-        if command == "bind" and device.driver == VFIO_PCI:
+        if command == "bind" and is_vfio_driver(device.driver):
             continue
         records[str(address)] = DeviceRecord(
             device.driver,
@@ -331,6 +331,7 @@ def _change(
     joined = tuple(str(a) for a, c in plan if c == address)
     item = DeviceResult(str(address), current.driver, wanted, "", joined, _opt(companion_of))
     if not writes:
+        item.to_driver = current.driver
         item.action = "already-bound" if command == "bind" else "already-unbound"
         return item
     run.touched.append(address)

@@ -18,7 +18,7 @@ from hostdev import metrics
 from hostdev.config.model import Config
 from hostdev.errors import HostdevError
 from hostdev.host.fs import HostFS
-from hostdev.host.model import VFIO_PCI, Host, PciAddress
+from hostdev.host.model import Host, PciAddress, is_vfio_driver
 from hostdev.host.writer import HostWriter, SysfsWriter
 from hostdev.selection import resource_takes
 
@@ -34,7 +34,7 @@ def devices_to_bind(host: Host, config: Config) -> list[PciAddress]:
         return []
     wanted = []
     for device in host.sorted_devices():
-        if device.is_bridge or device.driver == VFIO_PCI:
+        if device.is_bridge or is_vfio_driver(device.driver):
             continue
         spec = next((s for s in config.resources if resource_takes(s, device, host)), None)
         if spec is not None and spec.options.bind == "onStart":

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hostdev.host.fs import HostFS, exists, link_name, read_text
-from hostdev.host.model import VFIO_PCI, Host, PciAddress
+from hostdev.host.model import VFIO_PCI, Host, PciAddress, is_vfio_driver
 
 CLEAR = "\n"
 
@@ -60,8 +60,9 @@ def _probe(fs: HostFS, address: PciAddress) -> Write:
 
 
 def plan_bind(fs: HostFS, address: PciAddress, current: Binding) -> list[Write]:
-    """Writes that move a device to vfio-pci; none when it is already there."""
-    if current.driver == VFIO_PCI:
+    """Writes that move a device to vfio-pci; none when it is on a VFIO driver already (a
+    vendor's variant keeps the device: it is how the device migrates live)."""
+    if is_vfio_driver(current.driver):
         return []
     writes = [] if current.override == VFIO_PCI else [_override(fs, address, VFIO_PCI)]
     if current.driver is not None:

@@ -10,7 +10,7 @@ from hostdev.cli.inventory import id_filter, matches
 from hostdev.cli.output import add_output_flag, dump
 from hostdev.host.checks import FAIL, Check, kernel_args, run_checks
 from hostdev.host.facts import read_facts
-from hostdev.host.model import VFIO_PCI, Host, PciDevice
+from hostdev.host.model import Host, PciDevice, is_vfio_driver
 
 
 def register(subparsers: Any) -> None:
@@ -22,17 +22,17 @@ def register(subparsers: Any) -> None:
         "--selector",
         action="append",
         default=[],
-        help="check these devices (vendor:device); default: vfio-pci devices",
+        help="check these devices (vendor:device); default: devices on a VFIO driver",
     )
     parser.set_defaults(handler=run_doctor)
 
 
 def devices_to_check(host: Host, selectors: list[str]) -> list[PciDevice]:
-    """The selected devices, or every non-bridge device on vfio-pci when none is selected."""
+    """The selected devices, or every device on a VFIO driver when none is selected."""
     ids = id_filter(selectors)
     if ids:
         return [d for d in host.sorted_devices() if not d.is_bridge and matches(d, ids, None, None)]
-    return [d for d in host.sorted_devices() if d.driver == VFIO_PCI]
+    return [d for d in host.sorted_devices() if is_vfio_driver(d.driver)]
 
 
 def run_doctor(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hostdev.host.facts import VFIO_MODULES, HostFacts, IommuUnit
-from hostdev.host.model import VFIO_PCI, Host, PciAddress, PciDevice
+from hostdev.host.model import Host, PciAddress, PciDevice, is_vfio_driver
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 _REMAPPING = "interrupt-remapping"
@@ -228,14 +228,14 @@ def check_device(host: Host, dev: PciDevice) -> Check:
         blockers = ", ".join(f"{a} on {d}" for a, d in others)
         message = f"group {dev.iommu_group} not viable: {blockers}"
         return Check(name, FAIL, message, _viability_fix(host, [a for a, _ in others]))
-    if dev.driver != VFIO_PCI:
+    if not is_vfio_driver(dev.driver):
         return Check(
             name,
             WARN,
             f"group {dev.iommu_group} viable but the device is on {dev.driver or 'no driver'}",
             f"`hostdev bind {dev.address}`",
         )
-    return Check(name, PASS, f"group {dev.iommu_group} viable, on vfio-pci")
+    return Check(name, PASS, f"group {dev.iommu_group} viable, on {dev.driver}")
 
 
 def _viability_fix(host: Host, blockers: list[PciAddress]) -> str:

@@ -15,12 +15,30 @@ from hostdev.errors import BadInputError
 from hostdev.host.construct import positional_constructor
 
 VFIO_PCI = "vfio-pci"
-# The drivers a group member may stay on while VFIO opens its group. Since Linux 5.19 a bound
-# driver claims the group's DMA ownership unless it declares driver_managed_dma, as vfio-pci,
-# pci-stub and pcieport do; any other driver blocks, a host bridge's or an ISA/LPC bridge's
-# (lpc_ich) included. Before 5.19 PCI-to-PCI and CardBus bridges were exempt whatever their
-# driver. An unbound member never blocks.
-GROUP_SAFE_DRIVERS = frozenset((VFIO_PCI, "pci-stub", "pcieport"))
+# Vendors' VFIO drivers built on vfio-pci-core (live migration and device-specific quirks):
+# mlx5_vfio_pci, hisi_acc_vfio_pci, nvgrace_gpu_vfio_pci, pds_vfio_pci, qat_vfio_pci,
+# virtio_vfio_pci in 6.12. Each registers the function with VFIO as vfio-pci does (a
+# /dev/vfio/<group> node, a vfio-dev entry), and each names itself after its module, so
+# every one ends in this suffix.
+VFIO_VARIANT_SUFFIX = "_vfio_pci"
+# The other drivers a group member may stay on while VFIO opens its group. Since Linux 5.19 a
+# bound driver claims the group's DMA ownership unless it declares driver_managed_dma, as the
+# VFIO drivers, pci-stub and pcieport do; any other driver blocks, a host bridge's or an
+# ISA/LPC bridge's (lpc_ich) included. Before 5.19 PCI-to-PCI and CardBus bridges were exempt
+# whatever their driver. An unbound member never blocks.
+GROUP_SAFE_DRIVERS = frozenset(("pci-stub", "pcieport"))
+
+
+def is_vfio_driver(driver: str | None) -> bool:
+    """vfio-pci or a vendor's variant of it (mlx5_vfio_pci, nvgrace_gpu_vfio_pci, ...)."""
+    return driver is not None and (driver == VFIO_PCI or driver.endswith(VFIO_VARIANT_SUFFIX))
+
+
+def is_group_safe(driver: str) -> bool:
+    """Whether a group member bound to this driver lets VFIO open the group."""
+    return driver in GROUP_SAFE_DRIVERS or is_vfio_driver(driver)
+
+
 _ADDRESS_RE = re.compile(
     r"(?P<domain>[0-9a-fA-F]{4,8}):(?P<bus>[0-9a-fA-F]{2}):(?P<slot>[0-9a-fA-F]{2})"
     r"\.(?P<function>[0-7])"
@@ -210,7 +228,7 @@ class Host:
         return self.groups.get(dev.iommu_group)
 
     def group_viability(self, number: int) -> Viability:
-        """A group is viable when every member is unbound or on a GROUP_SAFE_DRIVERS driver."""
+        """A group is viable when every member is unbound or on a DMA-safe driver."""
         cached = self._viability.get(number)
         if cached is not None:
             return cached
@@ -220,7 +238,7 @@ class Host:
             dev = self.devices.get(member)
             if dev is None:  # listed in the group but unreadable: assume the worst
                 blockers.append((member, "an unreadable driver"))
-            elif dev.driver is not None and dev.driver not in GROUP_SAFE_DRIVERS:
+            elif dev.driver is not None and not is_group_safe(dev.driver):
                 blockers.append((member, dev.driver))
         result = Viability(False, tuple(blockers)) if blockers else VIABLE
         self._viability[number] = result

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hostdev.host.model import VFIO_PCI, Host, PciDevice
+from hostdev.host.model import Host, PciDevice, is_vfio_driver
 
 READY = "ready"
 BRIDGE = "bridge"
@@ -33,7 +33,7 @@ def readiness(host: Host, dev: PciDevice) -> Readiness:
         return Readiness(BRIDGE, "bridges are never passed through")
     if dev.iommu_group is None:
         return Readiness(NO_GROUP, "no IOMMU group: enable the IOMMU (see `hostdev doctor`)")
-    if dev.driver != VFIO_PCI:
+    if not is_vfio_driver(dev.driver):
         if dev.mdev_types:
             return Readiness(
                 MDEV_PARENT,
@@ -48,4 +48,4 @@ def readiness(host: Host, dev: PciDevice) -> Readiness:
     group = host.groups.get(dev.iommu_group)
     if group is not None and not group.vfio_node:
         return Readiness(NO_NODE, f"/dev/vfio/{dev.iommu_group} is missing")
-    return Readiness(READY, f"on vfio-pci, group {dev.iommu_group} viable")
+    return Readiness(READY, f"on {dev.driver}, group {dev.iommu_group} viable")

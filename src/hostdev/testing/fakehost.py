@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hostdev.host.fs import HostFS
-from hostdev.host.model import VFIO_PCI, PciAddress
+from hostdev.host.model import PciAddress, is_vfio_driver
 from hostdev.testing.fakenode import NodeTree
 
 
@@ -287,7 +287,7 @@ class FakeHost(NodeTree):
         self._link(f"sys/{func.path}/driver", self._up(func.path) + f"bus/pci/drivers/{driver}")
         self._link(f"sys/bus/pci/drivers/{driver}/{address}", f"../../../../{func.path}")
         self.write_uevent(address, driver)
-        if driver == VFIO_PCI:
+        if is_vfio_driver(driver):
             self._attach_vfio(func)
 
     def unbind(self, address: str) -> None:
@@ -299,7 +299,7 @@ class FakeHost(NodeTree):
         (self.root / "sys" / func.path / "driver").unlink()
         (self.root / f"sys/bus/pci/drivers/{driver}/{address}").unlink(missing_ok=True)
         self.write_uevent(address, None)
-        if driver == VFIO_PCI:
+        if is_vfio_driver(driver):
             self._detach_vfio(func)
 
     def _attach_vfio(self, func: _Func) -> None:
@@ -335,7 +335,7 @@ class FakeHost(NodeTree):
         still = [
             f
             for f in self.funcs.values()
-            if f.group == func.group and self.driver_of(f.address) == VFIO_PCI
+            if f.group == func.group and is_vfio_driver(self.driver_of(f.address))
         ]
         if not still:
             (self.root / f"dev/vfio/{func.group}").unlink(missing_ok=True)
