@@ -102,6 +102,11 @@ def test_butane_parses_with_octal_mode_and_role(capsys, host):
         ),
         (["8086:6f54"], "options vfio-pci ids=8086:6f54\n"),
         (["0000:06:01.0"], "options vfio-pci ids=8086:100e\nsoftdep e1000 pre: vfio-pci\n"),
+        (
+            ["0000:0[56]:*"],
+            "options vfio-pci ids=8086:100e,10ec:8139\n"
+            "softdep e1000 pre: vfio-pci\nsoftdep 8139cp pre: vfio-pci\n",
+        ),
     ],
     ids=[
         "t4-one-on-nvidia",
@@ -109,6 +114,7 @@ def test_butane_parses_with_octal_mode_and_role(capsys, host):
         "literal-amd-gpu",
         "qat-no-native",
         "nic-current-driver",
+        "glob-leaves-out-its-bridge",
     ],
 )
 def test_modprobe_softdeps(capsys, host, selectors, expected):
@@ -200,6 +206,9 @@ def test_kernel_args(capsys, host, cpu, flags, arguments):
         ("machineconfig", "--role", "Worker!", "10de:1eb8"),
         ("modprobe", "nvidia"),
         ("modprobe", "0000:99:*"),
+        ("modprobe", "0000:00:*"),
+        ("machineconfig", "0000:00:03.0"),
+        ("butane", "1b36:000c"),
     ],
     ids=[
         "cpu-unknown",
@@ -208,6 +217,9 @@ def test_kernel_args(capsys, host, cpu, flags, arguments):
         "bad-role",
         "bad-selector",
         "no-match",
+        "glob-of-bridges-only",
+        "root-port-address",
+        "root-port-id-on-host",
     ],
 )
 def test_bad_input_exits_2(capsys, host, argv):

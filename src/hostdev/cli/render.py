@@ -5,6 +5,7 @@ Kinds: modprobe (/etc/modprobe.d/vfio.conf), modules-load (/etc/modules-load.d/v
 butane (100-<role>-vfiopci.bu), machineconfig (what Butane compiles it to) and kernel-args
 (the 100-<role>-iommu MachineConfig). Devices are vendor:device IDs given literally or found
 on this host by address, glob or ID; with none given, the IDs of the devices on vfio-pci now.
+Bridges are never among them.
 """
 
 from __future__ import annotations
@@ -131,10 +132,25 @@ def _ids(host: Host | None, selectors: list[Selector], devices: list[PciDevice])
         if not ids:
             raise BadInputError("no device is on vfio-pci on this host: name vendor:device IDs")
         return list(dict.fromkeys(ids))
-    ids = []
-    for selector in selectors:
-        if selector.kind == "id":
-            ids.append(selector.value)
-        elif host is not None:
-            ids += [host.devices[a].vendor_device for a in resolve(host, [selector])]
+    ids = [i for selector in selectors for i in _selected_ids(host, selector)]
     return list(dict.fromkeys(ids))
+
+
+def _selected_ids(host: Host | None, selector: Selector) -> list[str]:
+    """The IDs one selector names; a literal ID absent from the host is taken as given."""
+    if host is None or (selector.kind == "id" and not _on_host(host, selector)):
+        return [selector.value]
+    devices = [host.devices[a] for a in resolve(host, [selector])]
+    # vfio-pci's ids= would claim a host bridge at boot; bridges are never passed through.
+    kept = [d.vendor_device for d in devices if not d.is_bridge]
+    if not kept:
+        bridges = ", ".join(str(d.address) for d in devices[:3])
+        raise BadInputError(
+            f"{selector.text!r} selects only PCI bridges ({bridges}"
+            f"{', ...' if len(devices) > 3 else ''}): bridges are never bound to vfio-pci"
+        )
+    return kept
+
+
+def _on_host(host: Host, selector: Selector) -> bool:
+    return any(selector.matches(host, address) for address in host.devices)
