@@ -63,6 +63,16 @@ def test_butane_without_softdep_is_the_seed_config(capsys, host):
     assert render(capsys, host, "butane", "--no-softdep", "10de:1eb8") == SEED_BUTANE
 
 
+@pytest.mark.parametrize(
+    ("cluster", "butane_version"),
+    [("4.20", "4.20.0"), ("4.20.0", "4.20.0"), ("4.20.3", "4.20.0"), ("4.14.27", "4.14.0")],
+    ids=["minor", "dot-zero", "z-stream", "older-z-stream"],
+)
+def test_butane_version_is_the_cluster_minor_with_dot_zero(capsys, host, cluster, butane_version):
+    text = render(capsys, host, "butane", "--openshift-version", cluster, "10de:1eb8")
+    assert yaml.safe_load(text)["version"] == butane_version
+
+
 def test_butane_parses_with_octal_mode_and_role(capsys, host):
     text = render(
         capsys, host, "butane", "--role", "gpu", "--openshift-version", "4.16", "10de:1eb8"
@@ -203,6 +213,8 @@ def test_kernel_args(capsys, host, cpu, flags, arguments):
         ("kernel-args",),
         ("butane", "--openshift-version", "4.7", "10de:1eb8"),
         ("butane", "--openshift-version", "5", "10de:1eb8"),
+        ("butane", "--openshift-version", "4.\u0662\u0660", "10de:1eb8"),
+        ("butane", "--openshift-version", "4.20.0-rc.1", "10de:1eb8"),
         ("machineconfig", "--role", "Worker!", "10de:1eb8"),
         ("modprobe", "nvidia"),
         ("modprobe", "0000:99:*"),
@@ -214,6 +226,8 @@ def test_kernel_args(capsys, host, cpu, flags, arguments):
         "cpu-unknown",
         "version-too-old",
         "version-garbage",
+        "version-non-ascii-digits",
+        "version-pre-release",
         "bad-role",
         "bad-selector",
         "no-match",

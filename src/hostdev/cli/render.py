@@ -51,7 +51,9 @@ def register(subparsers: Any) -> None:
             )
         parser.add_argument("--role", default="worker", help="machine config pool (default worker)")
         parser.add_argument(
-            "--openshift-version", default="4.20", help="cluster version X.Y (default 4.20)"
+            "--openshift-version",
+            default="4.20",
+            help="cluster version X.Y or X.Y.Z (default 4.20)",
         )
         if kind == "kernel-args":
             parser.add_argument(

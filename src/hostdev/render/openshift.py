@@ -1,6 +1,6 @@
 """OpenShift renderings: the Butane config, the MachineConfig it compiles to, the IOMMU one.
 
-Butane's openshift variant takes the cluster's version with ``.0`` (4.20 → 4.20.0) and
+Butane's openshift variant takes the cluster's version with ``.0`` (4.20, 4.20.3 → 4.20.0) and
 compiles to a MachineConfig whose Ignition spec version depends on it (Butane's own table):
 4.8–4.13 → 3.2.0, 4.14–4.18 → 3.4.0, 4.19–4.21 → 3.5.0, 4.22 → 3.6.0. File contents become
 RFC 2397 ``data:`` URLs (percent-encoded, uncompressed) and the mode 0644 becomes 420.
@@ -26,18 +26,20 @@ _IGNITION_BY_MINOR = {
     **dict.fromkeys(range(19, 22), "3.5.0"),
     22: "3.6.0",
 }
-_VERSION = re.compile(r"^4\.(\d+)(?:\.0)?$")
+_VERSION = re.compile(r"^4\.([0-9]+)(?:\.[0-9]+)?$")  # a cluster's z-stream: 4.20.3
 _ROLE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _URL_SAFE = "-_.!~*'()"
 IOMMU_ARGS = {"intel": "intel_iommu=on", "amd": "amd_iommu=on"}
 
 
 def openshift_minor(version: str) -> int:
-    """The minor number of "4.20" or "4.20.0"; BadInputError for versions Butane lacks."""
+    """The minor of "4.20", "4.20.0" or "4.20.3"; BadInputError for versions Butane lacks."""
     match = _VERSION.match(version.strip())
     if match is None or int(match[1]) not in _IGNITION_BY_MINOR:
         known = f"4.{min(_IGNITION_BY_MINOR)}–4.{max(_IGNITION_BY_MINOR)}"
-        raise BadInputError(f"unsupported OpenShift version {version!r}: expected {known}")
+        raise BadInputError(
+            f"unsupported OpenShift version {version!r}: expected {known} (X.Y or X.Y.Z)"
+        )
     return int(match[1])
 
 
