@@ -50,7 +50,7 @@ def ignition_version(version: str) -> str:
 
 def check_role(role: str) -> str:
     """A machine config pool role must be a DNS-label-like name ("worker", "gpu-worker")."""
-    if not _ROLE.match(role) or len(role) > 63:
+    if not _ROLE.fullmatch(role) or len(role) > 63:  # match's $ lets "worker\n" through
         raise BadInputError(f"invalid role {role!r}: use lower-case letters, digits and '-'")
     return role
 
