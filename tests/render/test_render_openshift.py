@@ -131,6 +131,31 @@ def test_modprobe_softdeps(capsys, host, selectors, expected):
     assert render(capsys, host, "modprobe", *selectors) == expected
 
 
+@pytest.mark.parametrize(
+    ("vendor_device", "class_code", "driver", "module", "softdeps"),
+    [
+        ("8086:37c8", "0b4000", "c6xx", "qat_c62x", ["qat_c62x"]),
+        ("8086:a36d", "0c0330", "xhci_hcd", "xhci_pci", ["xhci_pci"]),
+        ("8086:a323", "0c0500", "i801_smbus", "i2c_i801", ["i2c_i801"]),
+        ("8086:10d3", "020000", "e1000e", None, ["e1000e"]),
+    ],
+    ids=["qat-c6xx", "usb-xhci-hcd", "smbus-i801", "built-in"],
+)
+def test_softdep_names_the_drivers_module(
+    capsys, tmp_path, vendor_device, class_code, driver, module, softdeps
+):
+    host = FakeHost(tmp_path / "host")
+    vendor, device = vendor_device.split(":")
+    host.add_device("0000:3d:00.0", vendor, device, class_code, driver=driver, iommu_group=3)
+    if module is not None:
+        host.add_driver(driver, module)
+    else:  # a built-in driver has no module link
+        (host.root / "sys/bus/pci/drivers" / driver / "module").unlink()
+    expected = [f"options vfio-pci ids={vendor_device}"]
+    expected += [f"softdep {name} pre: vfio-pci" for name in softdeps]
+    assert render(capsys, host, "modprobe", "0000:3d:00.0").splitlines() == expected
+
+
 def test_modprobe_defaults_to_devices_on_vfio(capsys, tmp_path):
     host = gpu_node(tmp_path / "gpu")
     out = render(capsys, host, "modprobe", "--no-softdep")

@@ -18,7 +18,7 @@ from hostdev.binding.selectors import Selector, parse_selector, resolve
 from hostdev.cli import render_kubevirt
 from hostdev.cli.common import add_host_flags, host_fs
 from hostdev.errors import BadInputError, HostReadError
-from hostdev.host.fs import read_text
+from hostdev.host.fs import HostFS, link_name, read_text
 from hostdev.host.model import VFIO_PCI, Host, PciDevice
 from hostdev.host.scan import scan_host
 from hostdev.render import openshift
@@ -115,8 +115,16 @@ def _files(args: argparse.Namespace) -> list[HostFile]:
     host = _host(args, needed=not selectors or any(s.kind != "id" for s in selectors))
     devices = host.sorted_devices() if host else []
     ids = _ids(host, selectors, devices)
-    softdeps = [] if args.no_softdep else [m for i in ids for m in native_drivers(i, devices)]
-    return [modprobe_conf(ids, softdeps), modules_load_conf()]
+    modules = _driver_modules(host_fs(args), devices)
+    softdeps = [m for i in ids for m in native_drivers(i, devices, modules)]
+    return [modprobe_conf(ids, [] if args.no_softdep else softdeps), modules_load_conf()]
+
+
+def _driver_modules(fs: HostFS, devices: list[PciDevice]) -> dict[str, str]:
+    """Driver → module, from each driver's `module` link (absent for built-in drivers)."""
+    drivers = {d.driver for d in devices if d.driver}
+    links = {d: link_name(fs.sys("bus", "pci", "drivers", d, "module")) for d in drivers}
+    return {driver: module for driver, module in links.items() if module}
 
 
 def _host(args: argparse.Namespace, *, needed: bool) -> Host | None:

@@ -3,7 +3,9 @@
 /etc/modprobe.d/vfio.conf carries ``options vfio-pci ids=…`` and one ``softdep <driver> pre:
 vfio-pci`` line per native driver of the selected devices, so that vfio-pci is loaded (and
 claims the IDs) before that driver can. The native drivers come from the device's current
-driver when it is not vfio-pci, and from a small table by vendor and class:
+driver's module (the `module` link of /sys/bus/pci/drivers/<driver>: driver c6xx is module
+qat_c62x, xhci_hcd is xhci_pci) when it is not vfio-pci, and from a small table by vendor and
+class:
 
 | vendor | class | native drivers |
 | --- | --- | --- |
@@ -19,7 +21,7 @@ IDs given literally and not present on the host only get the display drivers of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hostdev.host.model import VFIO_PCI, PciDevice
@@ -47,14 +49,17 @@ class HostFile:
     mode: int = FILE_MODE
 
 
-def native_drivers(vendor_device: str, devices: Sequence[PciDevice]) -> list[str]:
-    """The drivers that would claim this ID before vfio-pci, from the host's devices or table."""
+def native_drivers(
+    vendor_device: str, devices: Sequence[PciDevice], modules: Mapping[str, str]
+) -> list[str]:
+    """The modules that would claim this ID before vfio-pci, from the host's devices or table;
+    modules maps a driver to its module where the names differ (c6xx is in qat_c62x)."""
     vendor = vendor_device[:4]
     found: list[str] = []
     matching = [d for d in devices if d.vendor_device == vendor_device]
     for device in matching:
         if device.driver and device.driver != VFIO_PCI:
-            found.append(device.driver.replace("-", "_"))
+            found.append(modules.get(device.driver, device.driver).replace("-", "_"))
         found += _from_table(vendor, device.class_code)
     if not matching:
         found += _from_table(vendor, "03")
