@@ -163,6 +163,17 @@ def test_notes_tell_the_mode(values: Manifest, privileged: bool) -> None:
     assert ("Mode: discovery-only" in notes) is not privileged
 
 
+@pytest.mark.parametrize("values", [s[1] for s in SCENARIOS], ids=IDS)
+def test_notes_status_command_reads_what_serve_reads(values: Manifest) -> None:
+    """Inside the container /dev has no /dev/vfio/<group> and the config is not the default."""
+    notes = render_chart_subset(values)["NOTES.txt"].replace("\\\n", " ")
+    command = next(line for line in notes.splitlines() if "hostdev status" in line)
+    status_flags = set(command.split("hostdev status", 1)[1].split())
+    serve_args = container(only(chart_manifests_subset(values), "DaemonSet"))["args"]
+    wanted = ("--config=", "--sysfs-root=", "--dev-root=")
+    assert status_flags == {a for a in serve_args if a.startswith(wanted)}
+
+
 @needs_helm
 @pytest.mark.parametrize(("values", "privileged"), [s[1:] for s in SCENARIOS], ids=IDS)
 def test_subset_renderer_matches_helm(values: Manifest, privileged: bool, tmp_path: Path) -> None:
