@@ -41,8 +41,15 @@ def _as_labels(data: object, where: str) -> dict[str, str]:
     for key, value in data.items():
         if not isinstance(key, str) or isinstance(value, Mapping | list):
             raise ConfigError(where, str(key), "label values must be strings")
-        labels[key] = "" if value is None else str(value)
+        labels[key] = _label_value(value)
     return labels
+
+
+def _label_value(value: object) -> str:
+    """A label value as the API spells it: an unquoted YAML `true` is the label "true"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,10 @@ NODE = {
         ('{"gpu": "t4", "count": 2, "empty": null}', {"gpu": "t4", "count": "2", "empty": ""}),
         (json.dumps(NODE), NODE["metadata"]["labels"]),  # type: ignore[index]
         ("", {}),
+        ("gpu: true\nmig: false\n", {"gpu": "true", "mig": "false"}),
+        ('{"gpu": true}', {"gpu": "true"}),
     ],
-    ids=["yaml", "json", "node-object", "empty"],
+    ids=["yaml", "json", "node-object", "empty", "yaml-booleans", "json-boolean"],
 )
 def test_labels_file(tmp_path: Path, content: str, expected: dict[str, str]) -> None:
     path = tmp_path / "labels"
