@@ -35,6 +35,8 @@ PROBE = "/h/sys/bus/pci/drivers_probe"
         ("06:0?.0", "glob", "0000:06:0?.0"),
         ("*:06:0[12].0", "glob", "*:06:0[12].0"),
         ("10000:01:00.0", "address", "10000:01:00.0"),
+        ("10de:*", "id", "10de:*"),
+        ("8086:10?3", "id", "8086:10?3"),
     ],
     ids=[
         "id",
@@ -45,6 +47,8 @@ PROBE = "/h/sys/bus/pci/drivers_probe"
         "short-glob",
         "glob-class",
         "wide-domain",
+        "id-any-device",
+        "id-one-digit-open",
     ],
 )
 def test_parse_selector(text, kind, value):
@@ -91,6 +95,9 @@ def test_resolve_matches_and_sorts(host):
     snapshot = scan_host(host.fs)
     found = resolve(snapshot, parse_selectors(["10de:10f8", "0000:06:0*", "10de:1eb8"]))
     assert [str(a) for a in found] == [E1000, RTL, GPU, GPU_AUDIO, "0000:65:00.0", "0000:b3:00.0"]
+    nvidia = sorted(a for a, d in snapshot.devices.items() if d.vendor == "10de")
+    assert len(nvidia) > 2
+    assert resolve(snapshot, parse_selectors(["10de:*"])) == nvidia
 
 
 @pytest.mark.parametrize(

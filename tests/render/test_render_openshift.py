@@ -117,6 +117,11 @@ def test_butane_parses_with_octal_mode_and_role(capsys, host):
             "options vfio-pci ids=8086:100e,10ec:8139\n"
             "softdep e1000 pre: vfio-pci\nsoftdep 8139cp pre: vfio-pci\n",
         ),
+        (
+            ["10de:1*"],  # the audio function and the T4s, not the GeForce (2184)
+            "options vfio-pci ids=10de:1aeb,10de:1eb8\nsoftdep snd_hda_intel pre: vfio-pci\n"
+            "softdep nvidia pre: vfio-pci\nsoftdep nouveau pre: vfio-pci\n",
+        ),
     ],
     ids=[
         "t4-one-on-nvidia",
@@ -125,6 +130,7 @@ def test_butane_parses_with_octal_mode_and_role(capsys, host):
         "qat-no-native",
         "nic-current-driver",
         "glob-leaves-out-its-bridge",
+        "id-glob-takes-the-hosts-ids",
     ],
 )
 def test_modprobe_softdeps(capsys, host, selectors, expected):
@@ -245,6 +251,7 @@ def test_kernel_args(capsys, host, cpu, flags, arguments):
         ("kernel-args", "--cpu-vendor", "intel", "--role", "gpu\n"),
         ("modprobe", "nvidia"),
         ("modprobe", "0000:99:*"),
+        ("modprobe", "dead:*"),
         ("modprobe", "0000:00:*"),
         ("machineconfig", "0000:00:03.0"),
         ("butane", "1b36:000c"),
@@ -260,6 +267,7 @@ def test_kernel_args(capsys, host, cpu, flags, arguments):
         "kernel-args-role-with-newline",
         "bad-selector",
         "no-match",
+        "id-glob-without-match",
         "glob-of-bridges-only",
         "root-port-address",
         "root-port-id-on-host",

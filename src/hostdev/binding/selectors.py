@@ -1,7 +1,8 @@
 """Device selectors of the bind commands: vendor:device IDs, PCI addresses and address globs.
 
 A selector is one of:
-- ``vvvv:dddd`` — every function with that vendor and device ID ("10de:1eb8");
+- ``vvvv:dddd`` — every function with that vendor and device ID ("10de:1eb8"); the device
+  half may hold ``*`` and ``?`` ("10de:*", "8086:15?b"), as a config's `device` selector may;
 - a full address ``DDDD:BB:SS.F`` or a short one ``BB:SS.F`` (domain 0000);
 - an address glob with ``*``, ``?`` or ``[...]`` matched against full addresses ("0000:05:*";
   a glob without the domain, "05:*", means domain 0000).
@@ -18,7 +19,8 @@ from fnmatch import fnmatchcase
 from hostdev.errors import BadInputError, DeviceNotFoundError
 from hostdev.host.model import Host, PciAddress
 
-_VENDOR_DEVICE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
+# four hex digits before a single colon: a bus has two, so this is never an address glob
+_VENDOR_DEVICE = re.compile(r"^[0-9a-f]{4}:(?:[0-9a-f]{4}|[0-9a-f*?]*[*?][0-9a-f*?]*)$")
 _SHORT_ADDRESS = re.compile(r"^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _GLOB_CHARS = re.compile(r"^[0-9a-f:.*?\[\]!-]+$")
 
@@ -29,7 +31,12 @@ class Selector:
 
     text: str
     kind: str
-    value: str  # "10de:1eb8", a canonical address, or a lower-case glob
+    value: str  # "10de:1eb8" or "10de:*", a canonical address, or a lower-case glob
+
+    @property
+    def literal_id(self) -> bool:
+        """A vendor:device ID without wildcards: it names the same functions on any host."""
+        return self.kind == "id" and "*" not in self.value and "?" not in self.value
 
     def matches(self, host: Host, address: PciAddress) -> bool:
         """Whether the function at address is selected."""
@@ -38,7 +45,7 @@ class Selector:
         if self.kind == "glob":
             return fnmatchcase(str(address), self.value)
         device = host.device(address)
-        return device is not None and device.vendor_device == self.value
+        return device is not None and fnmatchcase(device.vendor_device, self.value)
 
 
 def parse_selector(text: str) -> Selector:
@@ -59,7 +66,7 @@ def parse_selector(text: str) -> Selector:
         return Selector(text, "address", str(PciAddress.parse(value)))
     except BadInputError:
         raise BadInputError(
-            f"invalid selector {text!r}: expected vendor:device (10de:1eb8), a PCI address "
+            f"invalid selector {text!r}: expected vendor:device (10de:1eb8, 10de:*), a PCI address "
             f"(0000:65:00.0 or 65:00.0) or an address glob (0000:65:*)"
         ) from None
 

@@ -112,7 +112,7 @@ def _cpu_vendor(args: argparse.Namespace) -> str:
 
 def _files(args: argparse.Namespace) -> list[HostFile]:
     selectors = [parse_selector(t) for t in args.targets]
-    host = _host(args, needed=not selectors or any(s.kind != "id" for s in selectors))
+    host = _host(args, needed=not selectors or not all(s.literal_id for s in selectors))
     devices = host.sorted_devices() if host else []
     ids = _ids(host, selectors, devices)
     modules = _driver_modules(host_fs(args), devices)
@@ -148,7 +148,7 @@ def _ids(host: Host | None, selectors: list[Selector], devices: list[PciDevice])
 
 def _selected_ids(host: Host | None, selector: Selector) -> list[str]:
     """The IDs one selector names; a literal ID absent from the host is taken as given."""
-    if host is None or (selector.kind == "id" and not _on_host(host, selector)):
+    if host is None or (selector.literal_id and not _on_host(host, selector)):
         return [selector.value]
     devices = [host.devices[a] for a in resolve(host, [selector])]
     # vfio-pci's ids= would claim a host bridge at boot; bridges are never passed through.
