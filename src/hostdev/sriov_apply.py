@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from hostdev.errors import ConfigError, HostdevError
 from hostdev.host.fs import HostFS
-from hostdev.host.model import Host
+from hostdev.host.model import Host, PciAddress, PciDevice
 from hostdev.host.scan import scan_host
 from hostdev.host.writer import HostWriter
 from hostdev.sriov import (
@@ -89,28 +89,27 @@ def reconcile_sriov(
     exist); a PF whose VFs are in use is never reset. Call it again after every rescan.
     """
     actions: list[SriovAction] = []
+    declared: dict[PciAddress, str] = {}  # PF → the entry that names it first
     for spec in specs:
-        actions.extend(_reconcile_one(host, spec, in_use))
+        actions.extend(_reconcile_one(host, spec, in_use, declared))
     return actions
 
 
-def _reconcile_one(host: Host, spec: SriovSpec, in_use: InUse | None) -> list[SriovAction]:
+def _reconcile_one(
+    host: Host, spec: SriovSpec, in_use: InUse | None, declared: dict[PciAddress, str]
+) -> list[SriovAction]:
     try:
         pf = resolve_pf(host, spec.pf)
     except HostdevError as err:
         return [Problem(spec.pf, str(err))]
-    sriov = pf.sriov
-    assert sriov is not None  # resolve_pf returns PFs only
-    if sriov.num_vfs != spec.num_vfs and sriov.num_vfs and in_use is not None:
-        busy = [str(vf) for vf in sriov.vfs if in_use(vf)]
-        if busy:
-            return [
-                Problem(
-                    spec.pf,
-                    f"VFs in use ({', '.join(busy)}); count left at "
-                    f"{sriov.num_vfs} instead of {spec.num_vfs}",
-                )
-            ]
+    # An interface and an address can name one PF: acting on both would flip its count.
+    if pf.address in declared:
+        first = declared[pf.address]
+        return [Problem(spec.pf, f"PF {pf.address} is already declared as {first!r}; ignored")]
+    declared[pf.address] = spec.pf
+    busy = _busy_problem(pf, spec, in_use)
+    if busy is not None:
+        return [busy]
     try:
         actions = plan_numvfs(pf, spec.num_vfs, autoprobe=spec.drivers_autoprobe)
     except HostdevError as err:
@@ -118,6 +117,21 @@ def _reconcile_one(host: Host, spec: SriovSpec, in_use: InUse | None) -> list[Sr
     if spec.bind and not any(isinstance(a, SetNumVfs) for a in actions):
         actions.extend(plan_bind(host, pf.address, spec.bind))
     return actions
+
+
+def _busy_problem(pf: PciDevice, spec: SriovSpec, in_use: InUse | None) -> Problem | None:
+    """Why the PF's count must stay: a count change would remove VFs that pods hold."""
+    sriov = pf.sriov
+    assert sriov is not None  # resolve_pf returns PFs only
+    if sriov.num_vfs == spec.num_vfs or not sriov.num_vfs or in_use is None:
+        return None
+    busy = [str(vf) for vf in sriov.vfs if in_use(vf)]
+    if not busy:
+        return None
+    return Problem(
+        spec.pf,
+        f"VFs in use ({', '.join(busy)}); count left at {sriov.num_vfs} instead of {spec.num_vfs}",
+    )
 
 
 @dataclass

@@ -270,3 +270,23 @@ def test_reapply_after_a_pf_driver_reload(tmp_path: Path, nic: FakeHost) -> None
     host = scan_host(nic.fs)
     vfs = host.devices[PciAddress.parse("0000:04:00.1")].sriov.vfs  # type: ignore[union-attr]
     assert len(vfs) == 7 and {host.devices[v].driver for v in vfs} == {VFIO_PCI}
+
+
+@pytest.mark.parametrize("second", ["0000:04:00.0", "04:00.0"], ids=["address", "short-address"])
+def test_one_pf_declared_twice_is_applied_once_and_stays(
+    tmp_path: Path, nic: FakeHost, second: str
+) -> None:
+    from hostdev.daemon.provision import reapply_sriov
+
+    data = {"sriov": [{"pf": "enp4s0f0", "numVfs": 2}, {"pf": second, "numVfs": 4}]}
+    config = load_config(config_file(tmp_path, data))
+    kernel = FakeKernelWriter(nic)
+    report = provision(nic.fs, kernel, config, waiter=Waiter(timeout=5))
+    assert report.problems == [
+        f"sriov: {second}: PF 0000:04:00.0 is already declared as 'enp4s0f0'; ignored"
+    ]
+    writes = len(kernel.writes)
+    assert reapply_sriov(nic.fs, kernel, scan_host(nic.fs), config) is None
+    assert len(kernel.writes) == writes  # a rescan leaves the PF at the first entry's count
+    pf = scan_host(nic.fs).devices[PciAddress.parse("0000:04:00.0")]
+    assert pf.sriov is not None and pf.sriov.num_vfs == 2
