@@ -122,6 +122,12 @@ def resolve_type(parent: PciDevice, ref: str) -> MdevType:
     raise BadInputError(f"{parent.address} offers no type {ref!r}; it offers {offered}")
 
 
+def unreadable_instances(parent: PciDevice, mdev_type: MdevType) -> str | None:
+    """The scan's problem with the type's available_instances (garbage, unreadable), if any."""
+    path = f"mdev_supported_types/{mdev_type.type_id}/available_instances"
+    return next((p for p in parent.problems if path in p.split()), None)
+
+
 # -- actions ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CreateMdev:
@@ -186,6 +192,12 @@ def plan_create(
         raise BadInputError(f"{uuid!r} is not a UUID (8-4-4-4-12 hex digits)")
     if chosen in host.mdevs_by_uuid:
         raise BadInputError(f"an mdev with UUID {chosen} already exists")
+    unknown = unreadable_instances(parent, mdev_type)
+    if unknown is not None:
+        raise HostdevError(
+            f"cannot tell whether {mdev_type.type_id} ({mdev_type.name}) on {parent.address} "
+            f"has an instance left: {unknown}"
+        )
     if mdev_type.available_instances <= 0:
         raise HostdevError(
             f"{mdev_type.type_id} ({mdev_type.name}) on {parent.address} has no instances "

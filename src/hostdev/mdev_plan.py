@@ -32,6 +32,7 @@ from hostdev.mdev import (
     new_uuid,
     parents,
     type_matches,
+    unreadable_instances,
 )
 
 _TYPE_KEYS = ("mediatedDevicesTypes", "mediatedDeviceTypes")  # KubeVirt's old and new spelling
@@ -145,6 +146,7 @@ class MdevPlan:
     creates: list[CreateMdev] = field(default_factory=list)
     assignments: dict[PciAddress, str] = field(default_factory=dict)  # card → type id
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # assigned cards that get nothing, why
 
     @property
     def actions(self) -> list[MdevAction]:
@@ -175,7 +177,7 @@ def plan_mdevs(
             if m.uuid in removed and m.parent == card.address and m.type_id == mdev_type.type_id
         )
         plan.assignments[card.address] = mdev_type.type_id
-        count = mdev_type.available_instances + back
+        count = _instances(card, mdev_type, plan) + back
         plan.creates.extend(
             CreateMdev(card.address, mdev_type.type_id, uuid_factory()) for _ in range(count)
         )
@@ -223,8 +225,17 @@ def _top_up(
     plan.assignments[card.address] = type_id
     plan.creates.extend(
         CreateMdev(card.address, type_id, uuid_factory())
-        for _ in range(mdev_type.available_instances)
+        for _ in range(_instances(card, mdev_type, plan))
     )
+
+
+def _instances(card: PciDevice, mdev_type: MdevType, plan: MdevPlan) -> int:
+    """The type's free instances on the card; 0, as a problem, when sysfs held no number."""
+    unknown = unreadable_instances(card, mdev_type)
+    if unknown is None:
+        return mdev_type.available_instances
+    plan.problems.append(f"{card.address}: no {mdev_type.type_id} mdevs created: {unknown}")
+    return 0
 
 
 def _round_robin(
@@ -283,6 +294,7 @@ def apply_mdevs(
             failed.add(action.parent)
     if plan.removes:
         plan = plan_mdevs(scan_host(fs), wanted, in_use, uuid_factory)
+    report.problems.extend(plan.problems)
     for create in plan.creates:
         if create.parent not in failed and not _run(fs, writer, create, report):
             failed.add(create.parent)

@@ -274,3 +274,23 @@ def test_apply_missing_config(
 ) -> None:
     code, _, err = run(capsys, vgpu, "mdev", "apply", "--config", str(tmp_path / "none.yaml"))
     assert code == 2 and "cannot read the file" in err
+
+
+@pytest.mark.parametrize("content", ["lots\n", None], ids=["garbage", "unreadable"])
+def test_unknown_available_instances_is_an_error_not_zero(
+    capsys: pytest.CaptureFixture[str], vgpu: FakeHost, tmp_path: Path, content: str | None
+) -> None:
+    instances = vgpu.device_dir(T4_CARD) / "mdev_supported_types/nvidia-233/available_instances"
+    if content is None:
+        instances.unlink()
+    else:
+        instances.write_text(content)
+    code, out, err = run(capsys, vgpu, "mdev", "create", T4_CARD, "nvidia-233")
+    assert (code, out) == (1, "") and "cannot tell whether nvidia-233" in err
+    assert "available_instances is 0" not in err
+    config = write(tmp_path / "mdev.yaml", {"mediatedDevicesTypes": ["nvidia-233"]})
+    for dry_run in (["--dry-run"], []):
+        code, out, err = run(capsys, vgpu, "mdev", "apply", "--config", config, *dry_run)
+        assert code == 1, dry_run
+        assert f"error: {T4_CARD}: no nvidia-233 mdevs created: " in err
+        assert "mdev_supported_types/nvidia-233/available_instances" in err

@@ -203,9 +203,11 @@ def _apply_dry_run(host: Host, wanted: tuple[str, ...], in_use: InUse) -> int:
         print(f"would {mdev.describe(action)}")
     for note in plan.notes:
         print(f"note: {note}")
+    for problem in plan.problems:
+        print(f"error: {problem}", file=sys.stderr)
     if not plan.actions:
         print("nothing to do")
-    return 0
+    return 1 if plan.problems else 0
 
 
 def _labels(args: argparse.Namespace) -> dict[str, str]:
