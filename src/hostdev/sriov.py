@@ -269,6 +269,8 @@ def execute(fs: HostFS, writer: HostWriter, actions: Iterable[SriovAction]) -> N
 def explain_write_error(action: SriovAction, err: HostWriteError) -> HostdevError:
     """Turn the kernel's errno for an SR-IOV write into a sentence a user can act on."""
     if isinstance(action, SetNumVfs):
+        if err.errno == errno.ENOENT and not os.path.exists(err.path):
+            return HostdevError(f"PF {action.pf} has left the host ({err.path} is gone)")
         if err.errno == errno.ENOENT:
             return HostdevError(no_driver_message(action.pf, action.class_code))
         if err.errno == errno.EBUSY:

@@ -8,6 +8,7 @@ import pytest
 from hostdev.errors import BadInputError, HostdevError, HostWriteError
 from hostdev.host.model import VFIO_PCI, PciAddress
 from hostdev.host.scan import scan_host
+from hostdev.host.writer import SysfsWriter
 from hostdev.sriov import (
     BindVf,
     SetNumVfs,
@@ -89,6 +90,17 @@ def test_enoent_on_an_nvme_pf_names_nvme(nvme: FakeHost) -> None:
         execute(
             nvme.fs, FakeKernelWriter(nvme), [SetNumVfs(PciAddress.parse(NVME_PF), 2, "010802")]
         )
+
+
+def test_a_pf_gone_before_the_write_is_not_called_driverless(nic: FakeHost) -> None:
+    action = plan_numvfs(scan_host(nic.fs).devices[PF0], 2)
+    nic.remove_device(str(PF0))  # hot-removed after the plan: open() fails with ENOENT
+    with pytest.raises(HostdevError) as err:
+        execute(nic.fs, SysfsWriter(), action)
+    assert str(err.value).startswith("PF 0000:04:00.0 has left the host (")
+    assert "has no driver" not in str(err.value)
+    assert isinstance(err.value.__cause__, HostWriteError)
+    assert err.value.__cause__.errno == errno.ENOENT
 
 
 @pytest.mark.parametrize(
