@@ -157,7 +157,12 @@ def apply_sriov(
     for pf, pf_actions in _by_pf(actions).items():
         _run_pf(fs, writer, pf, pf_actions, report, waiter)
     if any(isinstance(a, SetNumVfs) for a in report.done):
-        binds = [a for a in reconcile_sriov(scan_host(fs), specs, in_use) if isinstance(a, BindVf)]
+        tried = {a.vf for a in actions if isinstance(a, BindVf)}  # a failed bind is not retried
+        binds = [
+            a
+            for a in reconcile_sriov(scan_host(fs), specs, in_use)
+            if isinstance(a, BindVf) and a.vf not in tried
+        ]
         for pf, pf_actions in _by_pf(binds).items():
             _run_pf(fs, writer, pf, pf_actions, report, waiter)
     return report

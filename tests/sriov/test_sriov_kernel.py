@@ -258,3 +258,12 @@ def test_apply_reports_a_write_the_kernel_refuses(nic: FakeHost, kernel: FakeKer
     kernel.fail_on["0000:04:00.0/sriov_numvfs"] = errno.EIO
     report = apply_sriov(nic.fs, kernel, [SriovSpec("enp4s0f0", 2)])
     assert report.done == [] and "Input/output error" in report.problems[0].reason
+
+
+def test_apply_tries_a_failing_bind_once(nic: FakeHost, kernel: FakeKernelWriter) -> None:
+    kernel.fail_on["0000:04:10.1/driver_override"] = errno.EIO
+    specs = [SriovSpec("enp4s0f1", 7, "igbvf"), SriovSpec("enp4s0f0", 2, VFIO_PCI)]
+    report = apply_sriov(nic.fs, kernel, specs)
+    assert [p.pf for p in report.problems] == ["0000:04:10.1"]
+    assert sum(p.endswith("0000:04:10.1/driver_override") for p, _ in kernel.writes) == 1
+    assert sum(isinstance(a, BindVf) for a in report.done) == 6 + 2
