@@ -58,7 +58,7 @@ class MdevConfig:
 
 def parse_mdev_config(data: object, file: str = "config") -> MdevConfig:
     """Validate the block as KubeVirt writes it (also inside a HyperConverged spec)."""
-    block = _unwrap(data)
+    block = _unwrap(data, file)
     if block is None:
         return MdevConfig()
     if not isinstance(block, Mapping):
@@ -81,14 +81,17 @@ def parse_mdev_config(data: object, file: str = "config") -> MdevConfig:
     return MdevConfig(types, nodes)
 
 
-def _unwrap(data: object) -> object:
+def _unwrap(data: object, file: str) -> object:
+    path = ""
     if isinstance(data, Mapping) and isinstance(data.get("spec"), Mapping):
-        data = data["spec"]  # a HyperConverged CR
+        data, path = data["spec"], "spec."  # a HyperConverged CR
     if isinstance(data, Mapping) and isinstance(data.get("configuration"), Mapping):
-        data = data["configuration"]  # a KubeVirt CR
+        data, path = data["configuration"], path + "configuration."  # a KubeVirt CR
     for key in _WRAPPERS:
         if isinstance(data, Mapping) and key in data:
             return data[key]
+    if path:  # its other keys (permittedHostDevices, featureGates ...) are no mdev keys
+        raise ConfigError(file, path + _WRAPPERS[0], "missing: the resource configures no mdevs")
     return data
 
 

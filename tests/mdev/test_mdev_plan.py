@@ -295,6 +295,16 @@ def test_desired_types(labels: dict[str, str], expected: tuple[str, ...]) -> Non
             "nodeMediatedDeviceTypes[0].mediatedDevicesTypes",
             "at least one type",
         ),
+        (
+            {**SEED_HCO, "spec": {"permittedHostDevices": {"mediatedDevices": []}}},
+            "spec.mediatedDevicesConfiguration",
+            "missing",
+        ),
+        (
+            {"kind": "KubeVirt", "spec": {"configuration": {"developerConfiguration": {}}}},
+            "spec.configuration.mediatedDevicesConfiguration",
+            "missing",
+        ),
     ],
     ids=[
         "not-mapping",
@@ -307,6 +317,8 @@ def test_desired_types(labels: dict[str, str], expected: tuple[str, ...]) -> Non
         "no-selector",
         "selector-values",
         "node-no-types",
+        "hyperconverged-cr-without-it",
+        "kubevirt-cr-without-it",
     ],
 )
 def test_config_errors(data: object, field: str, reason: str) -> None:
