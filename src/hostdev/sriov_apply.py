@@ -3,7 +3,9 @@
 `reconcile_sriov(host, specs)` is pure: the actions that bring a host snapshot to the declared
 counts and drivers (call it after every rescan: a driver reload resets a PF to 0 VFs).
 `apply_sriov(fs, writer, specs)` runs them at serve start: counts first, a bounded wait for
-the VFs, a rescan, then the binds. One PF's failure never stops the others.
+the VFs (and, with autoprobe on, for the host drivers the kernel probes on them to settle, so
+a bind never races a probe still under way), a rescan, then the binds, each checked by reading
+the VF's driver back. One PF's failure never stops the others.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hostdev.errors import ConfigError, HostdevError
-from hostdev.host.fs import HostFS
+from hostdev.host.fs import HostFS, link_name
 from hostdev.host.model import Host, PciAddress, PciDevice
 from hostdev.host.scan import scan_host
 from hostdev.host.writer import HostWriter
@@ -20,6 +22,7 @@ from hostdev.sriov import (
     BindVf,
     InUse,
     Problem,
+    SetAutoprobe,
     SetNumVfs,
     SriovAction,
     Waiter,
@@ -153,9 +156,10 @@ def apply_sriov(
     """Bring the host to the declared state (serve start, and after a PF was reset)."""
     report = SriovReport()
     waiter = waiter or Waiter()
-    actions = reconcile_sriov(scan_host(fs), specs, in_use)
+    host = scan_host(fs)
+    actions = reconcile_sriov(host, specs, in_use)
     for pf, pf_actions in _by_pf(actions).items():
-        _run_pf(fs, writer, pf, pf_actions, report, waiter)
+        _run_pf(fs, writer, pf, pf_actions, report, _PfWait(waiter, host))
     if any(isinstance(a, SetNumVfs) for a in report.done):
         tried = {a.vf for a in actions if isinstance(a, BindVf)}  # a failed bind is not retried
         binds = [
@@ -164,8 +168,38 @@ def apply_sriov(
             if isinstance(a, BindVf) and a.vf not in tried
         ]
         for pf, pf_actions in _by_pf(binds).items():
-            _run_pf(fs, writer, pf, pf_actions, report, waiter)
+            _run_pf(fs, writer, pf, pf_actions, report, _PfWait(waiter, host))
     return report
+
+
+@dataclass
+class _PfWait:
+    """The wait after a PF's VF count changes: for the drivers too while autoprobe is on."""
+
+    waiter: Waiter
+    host: Host  # the scan the actions were planned from
+    autoprobe: bool | None = None  # as this run set it; None: as the scan found it
+
+    def after(self, fs: HostFS, action: SriovAction) -> None:
+        """Wait for what the kernel does after one action, or check what it did."""
+        if isinstance(action, SetAutoprobe):
+            self.autoprobe = action.enabled
+        elif isinstance(action, SetNumVfs) and action.count:
+            probes = self.autoprobe if self.autoprobe is not None else self._autoprobe(action.pf)
+            self.waiter.wait(fs, action.pf, action.count, expect_drivers=probes)
+        elif isinstance(action, BindVf):
+            now = link_name(fs.sys("bus", "pci", "devices", str(action.vf), "driver"))
+            if now != action.driver:
+                raise HostdevError(
+                    f"VF {action.vf} is on {now or 'no driver'} after the writes, "
+                    f"not {action.driver}"
+                )
+
+    def _autoprobe(self, pf: PciAddress) -> bool:
+        """Whether the kernel probes host drivers on the PF's new VFs (sriov_drivers_autoprobe)."""
+        device = self.host.devices.get(pf)
+        sriov = device.sriov if device is not None else None
+        return sriov is None or sriov.drivers_autoprobe is not False
 
 
 def _by_pf(actions: Iterable[SriovAction]) -> dict[str, list[SriovAction]]:
@@ -186,7 +220,7 @@ def _run_pf(
     pf: str,
     actions: list[SriovAction],
     report: SriovReport,
-    waiter: Waiter,
+    wait: _PfWait,
 ) -> None:
     """Run one PF's actions; the first failure stops that PF only."""
     for action in actions:
@@ -195,8 +229,7 @@ def _run_pf(
             return
         try:
             execute(fs, writer, [action])
-            if isinstance(action, SetNumVfs) and action.count:
-                waiter.wait(fs, action.pf, action.count, expect_drivers=False)
+            wait.after(fs, action)
         except HostdevError as err:
             report.problems.append(Problem(pf, str(err)))
             return

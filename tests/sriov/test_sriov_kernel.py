@@ -1,6 +1,7 @@
 """SR-IOV writes against the fake kernel: VFs and groups come and go, errors read plainly."""
 
 import errno
+import shutil
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,53 @@ def test_apply_tries_a_failing_bind_once(nic: FakeHost, kernel: FakeKernelWriter
     assert [p.pf for p in report.problems] == ["0000:04:10.1"]
     assert sum(p.endswith("0000:04:10.1/driver_override") for p, _ in kernel.writes) == 1
     assert sum(isinstance(a, BindVf) for a in report.done) == 6 + 2
+
+
+class ProbesInFlight(FakeKernelWriter):
+    """Autoprobe as it runs on a real kernel, after the write that creates the VFs: each new
+    VF gets its host driver at a later poll of the wait, or, racing a bind, just before that
+    bind's driver_override write (the probe had matched before the override was set)."""
+
+    in_flight: list[str]
+
+    def write(self, path: str, value: str) -> None:
+        for vf in [v for v in getattr(self, "in_flight", []) if f"/{v}/" in path]:
+            self.finish_probe(vf)
+        super().write(path, value)
+        if path.endswith("sriov_numvfs") and value != "0":
+            vfs = [vf for vf, driver in read_vfs(self.host.fs, PF0) if driver]
+            for vf in vfs:
+                self.host.unbind(vf)
+            self.in_flight = vfs
+
+    def finish_probe(self, vf: str) -> None:
+        self.in_flight.remove(vf)
+        self.host.bind(vf, "igbvf")
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.in_flight:
+            self.finish_probe(self.in_flight[0])
+
+    now = 0.0
+
+
+def test_apply_binds_after_the_host_drivers_probe_settles(nic: FakeHost) -> None:
+    kernel = ProbesInFlight(nic)
+    waiter = Waiter(timeout=10, settle=1.0, clock=lambda: kernel.now, sleep=kernel.sleep)
+    report = apply_sriov(nic.fs, kernel, [SriovSpec("enp4s0f0", 3, VFIO_PCI)], waiter=waiter)
+    assert report.problems == []
+    host = scan_host(nic.fs)
+    assert [host.devices[v].driver for v in host.devices[PF0].sriov.vfs] == [VFIO_PCI] * 3  # type: ignore[union-attr]
+
+
+def test_apply_reports_a_vf_the_bind_left_on_another_driver(
+    nic: FakeHost, kernel: FakeKernelWriter
+) -> None:
+    nic.create_vfs(str(PF0), 2)
+    shutil.rmtree(nic.root / "sys/bus/pci/drivers" / VFIO_PCI)  # not loaded: the probe binds none
+    report = apply_sriov(nic.fs, kernel, [SriovSpec("enp4s0f0", 2, VFIO_PCI)])
+    assert [p.reason for p in report.problems] == [
+        f"VF {vf} is on no driver after the writes, not vfio-pci"
+        for vf in ("0000:04:10.0", "0000:04:10.2")
+    ]
