@@ -93,11 +93,14 @@ def test_enoent_on_an_nvme_pf_names_nvme(nvme: FakeHost) -> None:
         )
 
 
-def test_a_pf_gone_before_the_write_is_not_called_driverless(nic: FakeHost) -> None:
+@pytest.mark.parametrize("fake_kernel", [False, True], ids=["sysfs-writer", "fake-kernel"])
+def test_a_pf_gone_before_the_write_is_not_called_driverless(
+    nic: FakeHost, fake_kernel: bool
+) -> None:
     action = plan_numvfs(scan_host(nic.fs).devices[PF0], 2)
     nic.remove_device(str(PF0))  # hot-removed after the plan: open() fails with ENOENT
     with pytest.raises(HostdevError) as err:
-        execute(nic.fs, SysfsWriter(), action)
+        execute(nic.fs, FakeKernelWriter(nic) if fake_kernel else SysfsWriter(), action)
     assert str(err.value).startswith("PF 0000:04:00.0 has left the host (")
     assert "has no driver" not in str(err.value)
     assert isinstance(err.value.__cause__, HostWriteError)

@@ -75,8 +75,9 @@ class FakeKernelWriter:
         ]
 
     def _known(self, path: str, value: str, addr: str) -> None:
+        # a removed function's directory is gone with it: the open fails before any write
         if addr not in self.host.funcs:
-            raise _fail(path, value, errno.ENODEV)
+            raise _fail(path, value, errno.ENOENT)
 
     def _driver_override(self, path: str, value: str, addr: str, _: dict[str, str]) -> None:
         self._known(path, value, addr)
@@ -170,6 +171,8 @@ class FakeKernelWriter:
     def _mdev_create(self, path: str, value: str, addr: str, groups: dict[str, str]) -> None:
         self._known(path, value, addr)
         tdir = self.host.device_dir(addr) / "mdev_supported_types" / groups["type"]
+        if not tdir.is_dir():  # the type went away (its parent's driver was unloaded)
+            raise _fail(path, value, errno.ENOENT)
         if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value):
             raise _fail(path, value, errno.EINVAL)
         if (self.host.root / "sys/bus/mdev/devices" / value).exists():
