@@ -79,6 +79,13 @@ CASES = {
     "list-sysfs-root-missing": "list --sysfs-root {missing}",
     "list-sysfs-root-file": "list --sysfs-root {file}",
     "doctor-host-root-under-file": "doctor --host-root {file}/x",
+    "list-dev-root-missing": "list --host-root {host} --dev-root {missing}",
+    "list-proc-root-file": "list --host-root {host} --proc-root {file}",
+    "doctor-proc-root-missing": "doctor --host-root {host} --proc-root {missing}",
+    "status-dev-root-under-file": "status --host-root {host} --dev-root {file}/x",
+    "bind-dev-root-missing": "bind 0000:3b:00.0 --dry-run --host-root {host} --dev-root {missing}",
+    "serve-dev-root-missing": f"{SERVE} --plugin-dir {{dir}} --dev-root {{missing}}",
+    "serve-proc-root-missing": f"{SERVE} --plugin-dir {{dir}} --proc-root {{missing}}",
     "restore-state-file-empty": "restore --all --host-root {host} --state-file {empty}",
     "unbind-state-file-control-character": "unbind 0000:3b:00.0 --host-root {host} "
     "--state-file {control}",
@@ -133,3 +140,11 @@ def test_a_wrong_path_is_one_error_line(
     assert "Traceback" not in "\n".join(lines)
     assert (code, len(lines)) == (2, 1), lines
     assert lines[0].startswith("error: ")
+
+
+def test_a_dev_root_without_vfio_is_no_error(
+    capsys: pytest.CaptureFixture[str], paths: dict[str, str]
+) -> None:
+    argv = f"list --host-root {paths['host']} --dev-root {paths['dir']}".split()
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""

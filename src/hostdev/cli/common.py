@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from hostdev.errors import BadInputError
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
@@ -38,12 +39,22 @@ def add_host_flags(parser: argparse.ArgumentParser) -> None:
 
 def host_fs(args: argparse.Namespace) -> HostFS:
     """The HostFS named by the flags; explicit roots override --host-root."""
+    _require_directory(args.dev_root, "--dev-root")
+    _require_directory(args.proc_root, "--proc-root")
     base = HostFS.under(args.host_root) if args.host_root else HostFS()
     return HostFS(
         Path(args.sysfs_root) if args.sysfs_root else base.sys_root,
         Path(args.dev_root) if args.dev_root else base.dev_root,
         Path(args.proc_root) if args.proc_root else base.proc_root,
     )
+
+
+def _require_directory(root: str | None, flag: str) -> None:
+    """Raise BadInputError when a root named explicitly is not a directory (a missing
+    /dev/vfio inside an existing /dev root is normal and left to the readers)."""
+    if root and not Path(root).is_dir():
+        what = "not a directory" if Path(root).exists() else "no such directory"
+        raise BadInputError(f"{flag} {root}: {what}")
 
 
 def load_host(args: argparse.Namespace) -> tuple[HostFS, Host]:
