@@ -154,6 +154,11 @@ CONFIG_RELOADS = Counter(
     "Config reload attempts, by result (applied, unchanged or rejected).",
     ("result",),
 )
+PLUGIN_SERVERS = Counter(
+    "hostdev_plugin_servers",
+    "Plugin socket starts, by resource and result (started or failed).",
+    ("resource", "result"),
+)
 METRICS = (
     ALLOCATIONS,
     BINDING_FAILURES,
@@ -162,6 +167,7 @@ METRICS = (
     RESCANS,
     SCAN_SECONDS,
     CONFIG_RELOADS,
+    PLUGIN_SERVERS,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -412,3 +413,33 @@ async def test_free_heap_released_after_start_and_each_rescan(
         assert releases == ["trim"]
         await r.node.rescan()
         assert releases == ["trim", "trim"]
+
+
+async def test_a_resource_whose_socket_failed_on_reload_is_served_by_the_next_rescan(
+    tmp_path: Path, sockdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hostdev")
+    path = tmp_path / "hostdev.yaml"
+    path.write_text(ONE)
+    async with rig(tmp_path, sockdir, load_config(path), path) as r:
+        in_the_way = r.sim.plugin_dir / socket_name("example.com/geforce")
+        in_the_way.mkdir()  # nothing can listen there
+        failed = metrics.PLUGIN_SERVERS.value("example.com/geforce", "failed")
+        runs = r.node.reloads.runs
+        path.write_text(TWO)
+        async with asyncio.timeout(10):
+            await r.node.reloads.wait_runs(runs + 1)
+        assert list(r.node.registrars) == ["example.com/t4"]
+        runs = r.node.rescans.runs
+        r.node.rescans.poke("backstop")  # the directory is still there: fails again, quietly
+        async with asyncio.timeout(10):
+            await r.node.rescans.wait_runs(runs + 1)
+        assert metrics.PLUGIN_SERVERS.value("example.com/geforce", "failed") == failed + 2
+        in_the_way.rmdir()
+        r.node.rescans.poke("backstop")
+        await r.sim.wait_devices("example.com/geforce", 1)
+        assert sorted(r.node.registrars) == ["example.com/geforce", "example.com/t4"]
+    about = [r for r in caplog.records if "example.com/geforce" in r.getMessage()]
+    errors = [r.getMessage() for r in about if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "retried on each rescan" in errors[0]
+    assert any("now served" in r.getMessage() for r in about if r.levelname == "INFO")

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from hostdev import metrics
 from hostdev.binding.onstart import Binder
 from hostdev.config.model import Config
 from hostdev.host.fs import HostFS
@@ -64,6 +65,7 @@ class Node:
         self._watch = KubeletWatch(plugin_dir, kubelet_socket)
         self._registered: set[str] = set()
         self._all_registered = asyncio.Event()
+        self._unserved: set[str] = set()  # selected resources whose server could not start
 
     @property
     def table(self) -> DeviceTable:
@@ -148,19 +150,38 @@ class Node:
         await self._all_registered.wait()
 
     async def _apply(self, changes: ResourceChanges) -> None:
+        """Follow resource changes, and try again to serve resources whose server could not
+        start before (a rescan or reload is their retry; the backstop bounds the wait)."""
         for name in changes.removed:
+            self._unserved.discard(name)
             await self._remove(name)
-        for name in changes.added:
-            try:
-                await self._add(name)
-            except PluginServeError as err:  # the others are still served; a revert works
-                log.error("%s; the resource is not served", err)
+        retries = self._unserved.intersection(self.table.resource_names()) - set(changes.added)
+        for name in (*changes.added, *sorted(retries)):
+            await self._try_add(name)
+
+    async def _try_add(self, name: str) -> None:
+        """Serve a resource; on failure log it (once per failing spell) and keep it to retry."""
+        try:
+            await self._add(name)
+        except PluginServeError as err:  # the others are still served; a revert works
+            level = logging.DEBUG if name in self._unserved else logging.ERROR
+            self._unserved.add(name)
+            log.log(level, "%s; the resource is not served, retried on each rescan", err)
+            return
+        if name in self._unserved:
+            self._unserved.discard(name)
+            log.info("%s: now served on %s", name, self.registrars[name].server.socket_path)
 
     async def _add(self, name: str) -> None:
         service = DevicePluginService(self.table, name, self.preferred, self.binder.reset)
         server = PluginServer(service, self.plugin_dir)
-        self._check_endpoint_free(name, server.endpoint)
-        await server.start()
+        try:
+            self._check_endpoint_free(name, server.endpoint)
+            await server.start()
+        except PluginServeError:
+            metrics.PLUGIN_SERVERS.labels(name, "failed").inc()
+            raise
+        metrics.PLUGIN_SERVERS.labels(name, "started").inc()
         registrar = Registrar(server, self.kubelet_socket, self.backoff, self._on_registered)
         self._watch.add(registrar)
         self.registrars[name] = registrar
