@@ -173,15 +173,21 @@ async def test_dirwatch_vfio_and_configmap(tmp_path: Path) -> None:
     vfio.mkdir(parents=True)
     cfgdir = tmp_path / "cfg"
     cfgdir.mkdir()
-    vfio_events: asyncio.Queue[str] = asyncio.Queue()
+    vfio_events: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
     config_events: asyncio.Queue[None] = asyncio.Queue()
     watch = DirWatch(
-        vfio, cfgdir / "config.yaml", vfio_events.put_nowait, lambda: config_events.put_nowait(None)
+        vfio,
+        cfgdir / "config.yaml",
+        lambda path, gone: vfio_events.put_nowait((path, gone)),
+        lambda: config_events.put_nowait(None),
     )
     watch.start()
     try:
         (vfio / "12").write_text("")
-        assert await vfio_events.get() == "/dev/vfio/12"
+        assert await vfio_events.get() == ("/dev/vfio/12", False)  # created, then closed
+        assert await vfio_events.get() == ("/dev/vfio/12", False)
+        (vfio / "12").unlink()
+        assert await vfio_events.get() == ("/dev/vfio/12", True)
         (cfgdir / "unrelated").write_text("x")
         (cfgdir / "..2026_01").mkdir()
         os.symlink("..2026_01", cfgdir / "..data_tmp")
@@ -196,7 +202,7 @@ async def test_dirwatch_waits_for_vfio_to_appear(tmp_path: Path) -> None:
     dev = tmp_path / "dev"
     dev.mkdir()
     seen: asyncio.Queue[str] = asyncio.Queue()
-    watch = DirWatch(dev / "vfio", None, seen.put_nowait, lambda: None)
+    watch = DirWatch(dev / "vfio", None, lambda path, _: seen.put_nowait(path), lambda: None)
     watch.start()
     try:
         (dev / "other").write_text("")
@@ -210,7 +216,7 @@ async def test_dirwatch_waits_for_vfio_to_appear(tmp_path: Path) -> None:
 
 async def test_dirwatch_without_any_dev_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture
                                             ) -> None:  # fmt: skip
-    watch = DirWatch(tmp_path / "missing" / "vfio", None, lambda p: None, lambda: None)
+    watch = DirWatch(tmp_path / "missing" / "vfio", None, lambda p, g: None, lambda: None)
     watch.start()
     watch.close()
     assert "relying on uevents and the backstop" in caplog.text

@@ -161,6 +161,32 @@ async def test_aer_rise_after_change_event(tmp_path: Path, sockdir: Path) -> Non
         assert r.node.health.of(GPU_A).reason == "AER fatal errors rose from 0 to 1"
 
 
+@pytest.mark.parametrize("seen_by", ["uevents", "inotify"], ids=["uevents", "inotify-alone"])
+async def test_aer_rise_forgiven_by_a_rebind_within_one_rescan(
+    tmp_path: Path, sockdir: Path, seen_by: str
+) -> None:
+    """Unbound and bound back before a rescan runs, the device still left VFIO and came back:
+    its fatal count then is the new baseline (the kernel keeps counting across drivers)."""
+    async with rig(tmp_path, sockdir) as r:
+        r.host.set_aer_fatal(GPU_A, {"Surprise Down Error": 1})
+        r.uevents.send(uevent_for(r.host, "change", GPU_A))
+        await r.sim.wait_devices(T4, 1)
+        runs = r.node.rescans.runs
+        (r.host.root / "dev/vfio/11").write_text("")  # a VM closing its group: no leave
+        await r.node.rescans.wait_runs(runs + 1)
+        assert not r.node.health.of(GPU_A).healthy
+        runs = r.node.rescans.runs
+        r.kernel.write(str(r.host.device_dir(GPU_A) / "driver" / "unbind"), GPU_A)
+        r.kernel.write(str(r.host.device_dir(GPU_A) / "driver_override"), "vfio-pci")
+        r.kernel.write(str(r.host.root / "sys/bus/pci/drivers_probe"), GPU_A)
+        if seen_by == "uevents":
+            r.uevents.send(uevent_for(r.host, "unbind", GPU_A))
+            r.uevents.send(uevent_for(r.host, "bind", GPU_A, "vfio-pci"))
+        await r.sim.wait_devices(T4, 2)
+        assert r.node.rescans.runs == runs + 1  # one rescan saw both the unbind and the bind
+        assert r.node.health.of(GPU_A).healthy
+
+
 async def test_burst_of_events_makes_few_rescans(tmp_path: Path, sockdir: Path) -> None:
     async with rig(tmp_path, sockdir) as r:
         runs = r.node.rescans.runs

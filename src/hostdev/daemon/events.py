@@ -167,9 +167,10 @@ class DirWatch:
         self,
         vfio_dir: Path,
         config_file: Path | None,
-        on_vfio: Callable[[str], None],
+        on_vfio: Callable[[str, bool], None],
         on_config: Callable[[], None],
     ) -> None:
+        """on_vfio(path, gone): gone is True when the entry was deleted or moved away."""
         self.vfio_dir = vfio_dir
         self.config_file = config_file
         self.on_vfio = on_vfio
@@ -202,11 +203,12 @@ class DirWatch:
     def _on_event(self, event: inotify.InotifyEvent) -> None:
         directory = Path(event.directory)
         if directory == self.vfio_dir:
-            self.on_vfio(f"/dev/vfio/{event.name}")
+            gone = bool(event.mask & (inotify.IN_DELETE | inotify.IN_MOVED_FROM))
+            self.on_vfio(f"/dev/vfio/{event.name}", gone)
         elif directory == self.vfio_dir.parent and event.name == self.vfio_dir.name:
             if event.mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO) and self._inotify:
                 self._watch_vfio(self._inotify)
-                self.on_vfio(str(self.vfio_dir))
+                self.on_vfio(str(self.vfio_dir), False)
         elif self.config_file is not None and self._is_config_event(directory, event.name):
             self.on_config()
 

@@ -14,12 +14,13 @@ resources it keeps; an invalid one is logged and the last good config stays in f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,9 @@ from hostdev.config.model import Config, KubeVirtEntries
 from hostdev.daemon.events import Coalescer, DirWatch, UeventListener, open_kernel_uevents
 from hostdev.daemon.heap import release_free_heap
 from hostdev.daemon.node import Node
-from hostdev.errors import HostdevError
+from hostdev.errors import BadInputError, HostdevError
 from hostdev.health import HealthView, Signals, aer_watch_list, assess, transitions
-from hostdev.host.model import Host
+from hostdev.host.model import Host, PciAddress
 from hostdev.host.signals import read_aer_fatal, vfio_group_nodes
 from hostdev.host.uevent import Uevent
 from hostdev.kubelet.state import ResourceChanges
@@ -78,6 +79,7 @@ class LiveNode(Node):
         self._dirs: DirWatch | None = None
         self._server: metrics.MetricsServer | None = None
         self._fresh_marks: dict[str, str] = {}  # fast-path marks since the last scan began
+        self._left_vfio: set[PciAddress] = set()  # functions seen leaving VFIO since then
         self._collector = metrics.NodeCollector(lambda: self._table, self.podresources_reachable)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -152,14 +154,32 @@ class LiveNode(Node):
         reason = _FAST_REASONS.get((event.subsystem, event.action))
         if reason is not None:
             self._mark_now(lambda d: d.id == event.device, reason)
+        if event.subsystem == "pci" and event.action in ("remove", "unbind"):
+            with contextlib.suppress(BadInputError):  # a name the kernel never gives
+                self._left_vfio.add(PciAddress.parse(event.device))
         self.rescans.poke(f"uevent {event.summary()}")
 
-    def _on_vfio_event(self, path: str) -> None:
+    def _on_vfio_event(self, path: str, gone: bool) -> None:
         name = path.rpartition("/")[2]
-        if name.isdigit() and not os.path.exists(self.fs.dev("vfio", name)):
-            group = int(name)
-            self._mark_now(lambda d: d.iommu_group == group, f"/dev/vfio/{name} vanished")
+        if name.isdigit():
+            self._on_group_node(int(name), gone)
         self.rescans.poke(f"inotify {path}")
+
+    def _on_group_node(self, group: int, gone: bool) -> None:
+        """A /dev/vfio/<group> node changed: deleted, its functions left VFIO; missing now,
+        they are marked at once."""
+        if gone:
+            self._left_vfio.update(
+                d.address for d in self._served() if d.iommu_group == group and not d.is_mdev
+            )
+        if not os.path.exists(self.fs.dev("vfio", str(group))):
+            self._mark_now(lambda d: d.iommu_group == group, f"/dev/vfio/{group} vanished")
+
+    def _served(self) -> Iterator[ServedDevice]:
+        """Every device listed now, healthy or not."""
+        for name in self.table.resource_names() if self._table is not None else ():
+            snapshot = self.table.snapshot(name)
+            yield from (view.device for view in snapshot.views) if snapshot else ()
 
     def _mark_now(self, match: Callable[[ServedDevice], bool], reason: str) -> None:
         """Fast path: mark matching served devices unhealthy before the rescan confirms it,
@@ -185,6 +205,7 @@ class LiveNode(Node):
         until the next rescan, which its event has already asked for."""
         started = time.perf_counter()
         self._fresh_marks.clear()
+        self._forget_aer_baselines()
         host, nodes = await asyncio.to_thread(self._read_host, self.held_ids())
         ids = self._served_ids(host)
         aer = await asyncio.to_thread(read_aer_fatal, self.fs, aer_watch_list(host, ids))
@@ -217,6 +238,16 @@ class LiveNode(Node):
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+
+    def _forget_aer_baselines(self) -> None:
+        """Functions that left VFIO since the last scan began start a new AER baseline: the
+        kernel keeps its counts across drivers, and a rescan that finds such a function back
+        on vfio-pci has not seen it leave."""
+        left, self._left_vfio = self._left_vfio, set()
+        baselines = self.health.aer_baseline
+        if left & baselines.keys():
+            kept = {a: n for a, n in baselines.items() if a not in left}
+            self.health = replace(self.health, aer_baseline=kept)
 
     def _served_ids(self, host: Host) -> set[str]:
         """IDs served now plus those the config would select on this snapshot."""
