@@ -430,6 +430,24 @@ async def test_rescan_binds_on_start_devices_that_appear(tmp_path: Path, sockdir
         assert r.host.driver_of(late) == "vfio-pci"
 
 
+async def test_a_reload_that_asks_for_bind_on_start_binds_without_waiting_for_an_event(
+    tmp_path: Path, sockdir: Path
+) -> None:
+    path = tmp_path / "hostdev.yaml"
+    path.write_text(f"resources:\n- name: {T4}\n  selectors:\n  - device: '10de:1eb8'\n")
+    state = BindOptions(state_file=tmp_path / "state.json", ipv4_probe=no_ipv4_probe)
+    idle = "0000:c1:00.0"  # on the host all along, on its native driver
+    async with rig(tmp_path, sockdir, load_config(path), path) as r:  # no backstop
+        r.node.binder = Binder(r.host.fs, r.kernel, state)
+        r.host.add_device(idle, "10de", "1eb8", "030200", driver="nouveau", iommu_group=60)
+        await r.sim.wait_devices(T4, 2)
+        tmp = tmp_path / ".hostdev.yaml.swp"
+        tmp.write_text(path.read_text() + "  bind: onStart\n")
+        os.rename(tmp, path)
+        await r.sim.wait_devices(T4, 3)
+        assert r.host.driver_of(idle) == "vfio-pci"
+
+
 async def test_free_heap_released_after_start_and_each_rescan(
     tmp_path: Path, sockdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

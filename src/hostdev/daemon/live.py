@@ -315,6 +315,8 @@ class LiveNode(Node):
             registrar = self.registrars.get(spec.name)
             if spec.name in old and old[spec.name] != spec.options and registrar is not None:
                 registrar.kubelet_started()  # options are read once per registration
+        if config.sriov or any(r.options.bind == "onStart" for r in config.resources):
+            self.rescans.poke("config applied")  # declared VFs and binds happen in a rescan
         metrics.CONFIG_RELOADS.labels("applied").inc()
         log.info(
             "config applied: resources added %s, removed %s",
