@@ -306,3 +306,19 @@ def test_kernel_args_for_4_12_is_the_seed_machineconfig(capsys, host):
             "kernelArguments": ["intel_iommu=on"],
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("selectors", "warned"),
+    [
+        ([], ["0000:3b:00.0 (on nvidia)"]),
+        (["0000:65:00.0"], ["0000:3b:00.0 (on nvidia)"]),
+        (["10de:1eb8"], []),
+        (["0000:3b:00.0", "0000:65:00.0"], []),
+    ],
+    ids=["default-ids", "address-of-one-t4", "literal-id-asks-for-all", "every-t4-named"],
+)
+def test_warns_of_functions_the_ids_take_unasked(capsys, host, selectors, warned):
+    assert main(["render", "modprobe", *selectors, "--host-root", str(host.root)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"warning: ids=10de:1eb8 also gives {w} to vfio-pci at boot" for w in warned]

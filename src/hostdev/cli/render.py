@@ -115,6 +115,8 @@ def _files(args: argparse.Namespace) -> list[HostFile]:
     host = _host(args, needed=not selectors or not all(s.literal_id for s in selectors))
     devices = host.sorted_devices() if host else []
     ids = _ids(host, selectors, devices)
+    if host is not None:
+        _warn_of_swept_devices(host, selectors, ids)
     modules = _driver_modules(host_fs(args), devices)
     softdeps = [m for i in ids for m in native_drivers(i, devices, modules)]
     return [modprobe_conf(ids, [] if args.no_softdep else softdeps), modules_load_conf()]
@@ -160,6 +162,22 @@ def _selected_ids(host: Host | None, selector: Selector) -> list[str]:
             f"{', ...' if len(devices) > 3 else ''}): bridges are never bound to vfio-pci"
         )
     return kept
+
+
+def _warn_of_swept_devices(host: Host, selectors: list[Selector], ids: list[str]) -> None:
+    """Say which functions ids= hands to vfio-pci at boot without being asked for: vfio-pci
+    claims every function with an ID it is given (another card of the model, say, on its host
+    driver for a desktop or as a vGPU parent)."""
+    for device in host.sorted_devices():
+        if device.vendor_device not in ids or device.is_bridge or device.driver == VFIO_PCI:
+            continue
+        if any(s.matches(host, device.address) for s in selectors):
+            continue
+        print(
+            f"warning: ids={device.vendor_device} also gives {device.address} (on "
+            f"{device.driver or 'no driver'}) to vfio-pci at boot",
+            file=sys.stderr,
+        )
 
 
 def _on_host(host: Host, selector: Selector) -> bool:
