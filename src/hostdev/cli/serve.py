@@ -1,4 +1,5 @@
-"""`hostdev serve`: run the device plugin for this node until SIGTERM/SIGINT."""
+"""`hostdev serve`: run the device plugin for this node until SIGTERM/SIGINT (SIGHUP: rescan
+the host and reload the config now)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from hostdev.kubelet import constants
 from hostdev.userfiles import ensure_directory
 
 if TYPE_CHECKING:
-    from hostdev.daemon.node import Node
+    from hostdev.daemon.live import LiveNode
     from hostdev.host.fs import HostFS
 
 log = logging.getLogger(__name__)
@@ -120,17 +121,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(node: Node) -> None:
+async def serve(node: LiveNode) -> None:
     """Start the node, wait for SIGTERM or SIGINT, stop it (removing our sockets)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # the default action would end the daemon without removing its sockets
+    loop.add_signal_handler(signal.SIGHUP, node.refresh, "SIGHUP")
     try:
         await node.start()
         await stop.wait()
         log.info("signal received: stopping")
     finally:
         await node.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -112,6 +112,12 @@ class LiveNode(Node):
             self._dirs = None
         await super().stop()
 
+    def refresh(self, reason: str) -> None:
+        """Rescan the host, and reload the config file when there is one (on SIGHUP)."""
+        self.rescans.poke(reason)
+        if self.live.config_path is not None:
+            self.reloads.poke(reason)
+
     @property
     def metrics_port(self) -> int | None:
         """The port /metrics listens on (after start), or None."""
