@@ -40,6 +40,7 @@ from .guest import (
     driver_of,
     group_viable,
     hostdev,
+    hostdev_json,
     record_figure,
     require,
     require_flag,
@@ -422,3 +423,40 @@ def test_serve_reports_removed_and_unbound_devices_and_recovers_after_rescan(
     figures = serve_session(scenario, tmp_path / "serve.log")
     for name, value in figures.items():
         record_figure(f"serve health: {name}", value)
+
+
+# A VFIO variant driver built on vfio-pci-core. The driver_override write makes any function
+# match it, and for a function that is not a virtio VF it is plain vfio-pci-core: enough to
+# check that hostdev treats a variant as VFIO. Debian builds no variant driver; the iommufd
+# build here has this one.
+VARIANT = "virtio_vfio_pci"
+
+
+async def allocate_one(plugin_dir: Path, log: Path) -> tuple[list[str], Any]:
+    """One container asking for one NIC: its devices and the answer."""
+    async with kubelet_and_plugin(plugin_dir, log) as sim:
+        await sim.wait_devices(RESOURCE, 1, timeout=START_BOUND_S)
+        pod = await sim.create_pod("vm", {"compute": {RESOURCE: 1}})
+        container = pod.containers[0]
+        return container.devices[RESOURCE], container.responses[RESOURCE]
+
+
+def test_a_nic_on_a_vfio_variant_driver_is_ready_served_and_left_on_it(tmp_path: Path) -> None:
+    require("serve")
+    if subprocess.run(["modprobe", "-n", VARIANT], capture_output=True).returncode != 0:
+        pytest.skip(f"this kernel has no {VARIANT} module (Debian builds no VFIO variant)")
+    address = E1000E[0]
+    bind_raw(address, VARIANT)
+    assert driver_of(address) == VARIANT
+    group = sysfs_groups()[address]
+    listed = {d["address"]: d for d in hostdev_json("list")["devices"]}[address]
+    ready = {"state": "ready", "reason": f"on {VARIANT}, group {group} viable"}
+    assert listed["readiness"] == ready
+    state = str(tmp_path / "state.json")
+    (bound,) = hostdev_json("bind", address, "--state-file", state)["devices"]
+    assert (bound["action"], bound["to"], driver_of(address)) == ("already-bound", VARIANT, VARIANT)
+    devices, response = serve_session(allocate_one, tmp_path / "serve.log", nics_on_vfio=False)
+    assert devices == [address]  # the other two NICs stay on e1000e
+    assert allocated_specs(response) == kernel_nodes(address, group)
+    to_open = [(f"/dev/vfio/{group}", address)]
+    assert all(is_pci_device(info) for info in vmm_open_devices("/dev/vfio/vfio", to_open))
