@@ -149,6 +149,7 @@ def test_failure_exits_1_and_rolls_back(hostdev, host, capsys):
         ("restore",),
         ("restore", "--all", E1000),
         ("restore", "0000:99:00.0"),
+        ("bind", "--driver", "nouveau", E1000),
     ],
     ids=[
         "name",
@@ -160,6 +161,7 @@ def test_failure_exits_1_and_rolls_back(hostdev, host, capsys):
         "restore-nothing",
         "restore-all-and-devices",
         "restore-unknown",
+        "driver-not-vfio",
     ],
 )
 def test_bad_input_exits_2(hostdev, host, capsys, argv):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import lzma
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -128,15 +129,40 @@ def test_harness_refuses_to_run_without_root(script: str, args: tuple[str, ...])
     assert "must run as root" in result.stderr
 
 
+def _built_kernel(cache: Path, features: str) -> dict[str, str]:
+    """A cache holding a kernel built with `features`; the environment that points at it."""
+    (cache / "kernel").mkdir()
+    (cache / "kernel" / ".version").write_text("6.12.107-iommufd\n")
+    (cache / "kernel" / ".features").write_text(features + "\n")
+    return {**os.environ, "HOSTDEV_REALKERNEL_CACHE": str(cache)}
+
+
+def _wanted_features() -> str:
+    script = (HARNESS / "build-iommufd-kernel").read_text()
+    match = re.search(r"^FEATURES=\((.*)\)$", script, re.MULTILINE)
+    assert match is not None
+    return match[1]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_kernel_build_leaves_a_built_kernel_alone(tmp_path: Path) -> None:
-    """A cache that holds a built kernel is used as it is: nothing installed, fetched or built."""
-    (tmp_path / "kernel").mkdir()
-    (tmp_path / "kernel" / ".version").write_text("6.12.107-iommufd\n")
-    env = {**os.environ, "HOSTDEV_REALKERNEL_CACHE": str(tmp_path)}
-    result = run_harness(env=env, script="build-iommufd-kernel")
+@pytest.mark.parametrize("args", [(), ("--check",)], ids=["build", "check"])
+def test_kernel_build_leaves_a_built_kernel_alone(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A cache that holds a kernel built with the script's options is used as it is: nothing
+    installed, fetched or built."""
+    env = _built_kernel(tmp_path, _wanted_features())
+    result = run_harness(*args, env=env, script="build-iommufd-kernel")
     assert result.returncode == 0, result.stderr
     assert "already built: 6.12.107-iommufd" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel"]
+
+
+def test_kernel_check_says_a_kernel_built_with_other_options_needs_a_build(
+    tmp_path: Path,
+) -> None:
+    env = _built_kernel(tmp_path, "CONFIG_IOMMUFD=m CONFIG_VFIO_DEVICE_CDEV=y")
+    result = run_harness("--check", env=env, script="build-iommufd-kernel")
+    assert result.returncode == 1
+    assert f"no kernel built with {_wanted_features()}" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel"]
 
 

@@ -29,6 +29,7 @@ from hostdev.binding.modules import (
 from hostdev.binding.plan import (
     Binding,
     Write,
+    bound_already,
     companions,
     current_binding,
     driver_loaded,
@@ -43,7 +44,7 @@ from hostdev.binding.state import (
     StateFile,
     now_utc,
 )
-from hostdev.errors import DeviceNotFoundError, HostdevError, HostWriteError
+from hostdev.errors import BadInputError, DeviceNotFoundError, HostdevError, HostWriteError
 from hostdev.host.fs import HostFS, exists
 from hostdev.host.model import VFIO_PCI, Host, PciAddress, is_vfio_driver
 from hostdev.host.scan import scan_host
@@ -65,6 +66,16 @@ class BindOptions:
     ipv4_probe: guards.Ipv4Probe | None = None  # None: guards.default_ipv4_probe(fs)
     progress: Callable[[DeviceResult, int, int], None] | None = None
     lock_wait: Callable[[Path], None] | None = None  # told when another run holds the lock
+    # what bind moves the named devices to; their group companions always go to vfio-pci (a
+    # variant's probe expects its own hardware)
+    driver: str = VFIO_PCI
+
+    def __post_init__(self) -> None:
+        if not is_vfio_driver(self.driver):
+            raise BadInputError(
+                f"cannot bind to {self.driver!r}: hostdev binds to vfio-pci or a vendor's VFIO "
+                "variant of it (a driver named *_vfio_pci, such as mlx5_vfio_pci)"
+            )
 
 
 @dataclass
@@ -285,7 +296,12 @@ def _load_vfio(run: Run) -> None:
     """Load vfio-pci when missing and turn no-IOMMU mode on for --noiommu (recorded first)."""
     options = run.options
     run.result.commands = ensure_vfio(
-        run.fs, run.writer, options.loader, noiommu=options.noiommu, dry_run=options.dry_run
+        run.fs,
+        run.writer,
+        options.loader,
+        noiommu=options.noiommu,
+        dry_run=options.dry_run,
+        variant=None if options.driver == VFIO_PCI else options.driver,
     )
 
 
@@ -298,7 +314,7 @@ def _record(run: Run, plan: list[Step], command: str) -> list[str]:
     records = {}
     for address, companion_of in plan:
         device = run.host.devices[address]
-        if command == "bind" and is_vfio_driver(device.driver):
+        if command == "bind" and bound_already(device.driver, _target(run, companion_of)):
             continue
         records[str(address)] = DeviceRecord(
             device.driver,
@@ -326,8 +342,12 @@ def _change(
     run: Run, address: PciAddress, companion_of: PciAddress | None, command: str, plan: list[Step]
 ) -> DeviceResult:
     current = current_binding(run.fs, address)
-    writes = (plan_bind if command == "bind" else plan_unbind)(run.fs, address, current)
-    wanted = VFIO_PCI if command == "bind" else None
+    wanted = _target(run, companion_of) if command == "bind" else None
+    writes = (
+        plan_bind(run.fs, address, current, wanted)
+        if wanted is not None
+        else plan_unbind(run.fs, address, current)
+    )
     joined = tuple(str(a) for a, c in plan if c == address)
     item = DeviceResult(str(address), current.driver, wanted, "", joined, _opt(companion_of))
     if not writes:
@@ -346,6 +366,11 @@ def _change(
         )
     item.action = "bound" if command == "bind" else "unbound"
     return item
+
+
+def _target(run: Run, companion_of: PciAddress | None) -> str:
+    """The driver a bind moves a device to: the asked one, vfio-pci for a companion."""
+    return run.options.driver if companion_of is None else VFIO_PCI
 
 
 def _opt(address: PciAddress | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Loading vfio-pci (and vfio's no-IOMMU mode) before a bind, through an injectable runner.
+"""Loading vfio-pci, a VFIO variant driver and vfio's no-IOMMU mode before a bind, through an
+injectable runner.
 
 The default runner calls `modprobe`; tests pass a function that loads the modules on a fake
 host. In a dry run nothing is loaded: the command that would run is only reported.
@@ -48,9 +49,16 @@ def put_back_noiommu(fs: HostFS, writer: HostWriter, previous: str | None) -> No
 
 
 def ensure_vfio(
-    fs: HostFS, writer: HostWriter, loader: ModuleLoader, *, noiommu: bool, dry_run: bool
+    fs: HostFS,
+    writer: HostWriter,
+    loader: ModuleLoader,
+    *,
+    noiommu: bool,
+    dry_run: bool,
+    variant: str | None = None,
 ) -> list[str]:
-    """Load vfio-pci when its driver is missing (and enable no-IOMMU mode when asked).
+    """Load vfio-pci (and a VFIO variant driver, its module named as the driver) when the
+    driver is missing, and enable no-IOMMU mode when asked.
 
     Returns the commands run (or, in a dry run, that would run).
     """
@@ -62,10 +70,13 @@ def ensure_vfio(
                 writer.write(param, "1")
         else:
             commands.append(_load(loader, "vfio", ("enable_unsafe_noiommu_mode=1",), dry_run))
-    if not exists(fs.sys("bus", "pci", "drivers", VFIO_PCI)):
-        commands.append(_load(loader, VFIO_PCI, (), dry_run))
-        if not dry_run and not exists(fs.sys("bus", "pci", "drivers", VFIO_PCI)):
-            raise HostdevError("vfio-pci was loaded but /sys/bus/pci/drivers/vfio-pci is missing")
+    for driver in (VFIO_PCI, variant) if variant else (VFIO_PCI,):
+        if not exists(fs.sys("bus", "pci", "drivers", driver)):
+            commands.append(_load(loader, driver, (), dry_run))
+            if not dry_run and not exists(fs.sys("bus", "pci", "drivers", driver)):
+                raise HostdevError(
+                    f"{driver} was loaded but /sys/bus/pci/drivers/{driver} is missing"
+                )
     return commands
 
 

@@ -2,7 +2,8 @@
 
 The sequences (the same ones the kernel documents for driver_override, never new_id):
 
-- bind:    driver_override ← vfio-pci; drivers/<current>/unbind ← ADDR; drivers_probe ← ADDR
+- bind:    driver_override ← vfio-pci (or a VFIO variant); drivers/<current>/unbind ← ADDR;
+           drivers_probe ← ADDR
 - unbind:  driver_override ← "\\n" (clears it); drivers/<current>/unbind ← ADDR
 - restore: driver_override ← original (or "\\n"); drivers/<current>/unbind ← ADDR;
            drivers/<original>/bind ← ADDR (drivers_probe ← ADDR when that driver is not loaded)
@@ -59,12 +60,21 @@ def _probe(fs: HostFS, address: PciAddress) -> Write:
     return Write(fs.sys("bus", "pci", "drivers_probe"), str(address))
 
 
-def plan_bind(fs: HostFS, address: PciAddress, current: Binding) -> list[Write]:
-    """Writes that move a device to vfio-pci; none when it is on a VFIO driver already (a
-    vendor's variant keeps the device: it is how the device migrates live)."""
-    if is_vfio_driver(current.driver):
+def bound_already(driver: str | None, target: str) -> bool:
+    """Whether a device on driver needs no move for a bind to target: it is there, or on a
+    vendor's VFIO variant when plain vfio-pci is asked for (the variant adds what the device
+    needs: live migration, a GPU's coherent memory)."""
+    return driver == target or (target == VFIO_PCI and is_vfio_driver(driver))
+
+
+def plan_bind(
+    fs: HostFS, address: PciAddress, current: Binding, target: str = VFIO_PCI
+) -> list[Write]:
+    """Writes that move a device to target (vfio-pci or a VFIO variant); none when it is
+    bound already in the sense of `bound_already`."""
+    if bound_already(current.driver, target):
         return []
-    writes = [] if current.override == VFIO_PCI else [_override(fs, address, VFIO_PCI)]
+    writes = [] if current.override == target else [_override(fs, address, target)]
     if current.driver is not None:
         writes.append(_unbind(fs, address, current.driver))
     writes.append(_probe(fs, address))

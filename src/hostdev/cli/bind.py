@@ -20,7 +20,7 @@ from hostdev.cli.common import add_host_flags, host_fs, load_host
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.cli.writing import say_waiting_for_lock
 from hostdev.errors import BadInputError
-from hostdev.host.model import PciAddress
+from hostdev.host.model import VFIO_PCI, PciAddress
 from hostdev.host.writer import HostWriter, RecordingWriter, SysfsWriter
 
 if TYPE_CHECKING:  # the binding engine is imported when a command runs (fast start)
@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # the binding engine is imported when a command runs (fast st
     from hostdev.binding.modules import ModuleLoader
 
 _HELP = {
-    "bind": "bind devices (and their IOMMU group companions) to vfio-pci",
+    "bind": "bind devices (and their IOMMU group companions) to vfio-pci or, with --driver, "
+    "a VFIO variant",
     "unbind": "leave devices with no driver (and no driver_override)",
     "restore": "return devices to the drivers recorded before hostdev changed them",
 }
@@ -61,6 +62,12 @@ def register(subparsers: Any) -> None:
                 action="store_true",
                 help="allow binding without an IOMMU (no DMA isolation: the "
                 "device can read and write all host memory)",
+            )
+            parser.add_argument(
+                "--driver",
+                default="vfio-pci",
+                help="the VFIO driver to bind to: vfio-pci (default) or a vendor's variant, "
+                "e.g. nvgrace_gpu_vfio_pci or mlx5_vfio_pci; group companions go to vfio-pci",
             )
         parser.add_argument(
             "--dry-run",
@@ -98,6 +105,7 @@ def _options(args: argparse.Namespace) -> BindOptions:
         force=getattr(args, "force", False),
         noiommu=getattr(args, "noiommu", False),
         dry_run=args.dry_run,
+        driver=getattr(args, "driver", VFIO_PCI),
         state_file=args.state_file,
         loader=loader_for(args),
         progress=_progress,
