@@ -441,22 +441,26 @@ async def allocate_one(plugin_dir: Path, log: Path) -> tuple[list[str], Any]:
         return container.devices[RESOURCE], container.responses[RESOURCE]
 
 
-def test_a_nic_on_a_vfio_variant_driver_is_ready_served_and_left_on_it(tmp_path: Path) -> None:
+def test_bind_driver_puts_a_nic_on_a_vfio_variant_served_and_kept_there(tmp_path: Path) -> None:
     require("serve")
     if subprocess.run(["modprobe", "-n", VARIANT], capture_output=True).returncode != 0:
         pytest.skip(f"this kernel has no {VARIANT} module (Debian builds no VFIO variant)")
     address = E1000E[0]
-    bind_raw(address, VARIANT)
-    assert driver_of(address) == VARIANT
+    state = str(tmp_path / "state.json")
+    (moved,) = hostdev_json("bind", "--driver", VARIANT, address, "--state-file", state)["devices"]
+    assert (moved["from"], moved["to"], moved["action"]) == ("e1000e", VARIANT, "bound")
+    assert driver_of(address) == VARIANT  # its module loaded by hostdev, as for vfio-pci
     group = sysfs_groups()[address]
     listed = {d["address"]: d for d in hostdev_json("list")["devices"]}[address]
     ready = {"state": "ready", "reason": f"on {VARIANT}, group {group} viable"}
     assert listed["readiness"] == ready
-    state = str(tmp_path / "state.json")
-    (bound,) = hostdev_json("bind", address, "--state-file", state)["devices"]
-    assert (bound["action"], bound["to"], driver_of(address)) == ("already-bound", VARIANT, VARIANT)
+    (kept,) = hostdev_json("bind", address, "--state-file", state)["devices"]
+    assert (kept["action"], kept["to"], driver_of(address)) == ("already-bound", VARIANT, VARIANT)
     devices, response = serve_session(allocate_one, tmp_path / "serve.log", nics_on_vfio=False)
     assert devices == [address]  # the other two NICs stay on e1000e
     assert allocated_specs(response) == kernel_nodes(address, group)
     to_open = [(f"/dev/vfio/{group}", address)]
     assert all(is_pci_device(info) for info in vmm_open_devices("/dev/vfio/vfio", to_open))
+    restored = hostdev("restore", "--all", "--state-file", state)
+    assert restored.returncode == 0, restored.stderr
+    assert driver_of(address) == "e1000e"
