@@ -307,6 +307,29 @@ def test_set_with_bind(
     assert "already has 3 VFs" in out and "all VFs already on vfio-pci" in out
 
 
+def test_set_with_bind_to_a_vfio_variant_driver(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, nic: FakeHost
+) -> None:
+    fake_kernel(monkeypatch, nic)
+    nic.add_driver("mlx5_vfio_pci")  # loaded: nothing for modprobe to do
+    code, out, _ = run(capsys, nic, "sriov", "set", "enp4s0f0", "2", "--bind", "mlx5_vfio_pci")
+    assert code == 0 and "bound 2 VFs to mlx5_vfio_pci" in out
+    host = scan_host(nic.fs)
+    vfs = host.devices[PciAddress.parse("0000:04:00.0")].sriov.vfs  # type: ignore[union-attr]
+    assert [host.devices[v].driver for v in vfs] == ["mlx5_vfio_pci"] * 2
+
+
+def test_set_with_bind_to_a_driver_that_is_no_vfio_driver_is_bad_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, nic: FakeHost
+) -> None:
+    kernel = fake_kernel(monkeypatch, nic)
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, nic, "sriov", "set", "enp4s0f0", "2", "--bind", "igbvf")
+    assert exit_.value.code == 2
+    assert "'igbvf' is not a VFIO driver" in capsys.readouterr().err
+    assert kernel.writes == []
+
+
 def test_set_with_bind_reports_a_failed_bind(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, nic: FakeHost
 ) -> None:

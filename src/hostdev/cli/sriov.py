@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from hostdev.cli.common import add_host_flags, load_host
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.cli.writing import add_dry_run_flag, say_waiting_for_lock, writer_for
-from hostdev.host.model import VFIO_PCI
+from hostdev.host.model import is_vfio_driver
 from hostdev.host.writer import RecordingWriter
 
 if TYPE_CHECKING:
@@ -45,8 +45,9 @@ def register(subparsers: Any) -> None:
     setter.add_argument(
         "--bind",
         metavar="DRIVER",
-        choices=(VFIO_PCI,),
-        help="bind the VFs to this driver afterwards (vfio-pci)",
+        type=_vfio_driver,
+        help="bind the VFs to this VFIO driver afterwards: vfio-pci, or a vendor's variant "
+        "such as mlx5_vfio_pci",
     )
     setter.add_argument(
         "--autoprobe",
@@ -84,6 +85,14 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("the VF count must be 0 or more")
     return value
+
+
+def _vfio_driver(text: str) -> str:
+    if not is_vfio_driver(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a VFIO driver: vfio-pci or a vendor's variant (*_vfio_pci)"
+        )
+    return text
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -240,7 +249,7 @@ def _bind_vfs(fs: Any, writer: Any, pf: Any, args: argparse.Namespace) -> bool:
     if not todo:
         print(f"all VFs already on {args.bind}")
         return True
-    options = BindOptions(state_file=_state_file(args), progress=_bind_progress)
+    options = BindOptions(state_file=_state_file(args), progress=_bind_progress, driver=args.bind)
     result = bind_devices(fs, writer, todo, options)
     failed = [d for d in result.devices if not result.ok and d.reason]
     for device in failed:
