@@ -13,20 +13,17 @@ from fakekubelet import FakeKubelet
 from hostdev.testing.fakehost import FakeHost
 
 
+async def start_serve(*args: str) -> asyncio.subprocess.Process:
+    """`hostdev serve ARGS` as a child process, its stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hostdev.cli.main", "serve", *args, stderr=asyncio.subprocess.PIPE
+    )
+
+
 async def test_serve_registers_and_sigterm_removes_sockets(
     kubelet: FakeKubelet, gpu_host: FakeHost, plugin_dir: Path
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hostdev.cli.main",
-        "serve",
-        "--host-root",
-        str(gpu_host.root),
-        "--plugin-dir",
-        str(plugin_dir),
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_serve("--host-root", str(gpu_host.root), "--plugin-dir", str(plugin_dir))
     try:
         names = {(await kubelet.accepted.get()).request.resource_name for _ in range(3)}
     finally:
@@ -47,18 +44,9 @@ async def test_serve_with_a_bad_config_exits_2_with_one_line(
 ) -> None:
     config = short_dir / "bad.yaml"
     config.write_text("resources:\n- {name: gpu, selectors: [{vendor: '10de'}]}\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hostdev.cli.main",
-        "serve",
-        "--config",
-        str(config),
-        "--host-root",
-        str(gpu_host.root),
-        "--plugin-dir",
-        str(plugin_dir),
-        stderr=asyncio.subprocess.PIPE,
+    proc = await start_serve(
+        *("--config", str(config), "--host-root", str(gpu_host.root)),
+        *("--plugin-dir", str(plugin_dir)),
     )
     _, stderr = await proc.communicate()
     assert proc.returncode == 2
@@ -72,15 +60,10 @@ async def test_sighup_rescans_and_rereads_the_config_instead_of_ending_serve(
 ) -> None:
     config = short_dir / "hostdev.yaml"
     config.write_text("resources:\n- {name: example.com/t4, selectors: [{device: '10de:1eb8'}]}\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hostdev.cli.main",
-        "serve",
+    proc = await start_serve(
         *("--config", str(config), "--host-root", str(gpu_host.root)),
         *("--plugin-dir", str(plugin_dir), "--no-uevents", "--rescan-interval", "0"),
         *("--log-format", "json", "--log-level", "debug"),
-        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
     try:
