@@ -148,6 +148,7 @@ def test_group_viability_follows_the_kernels_dma_ownership_rule(
         ("nvidia", False, False),
         ("vfio", False, False),
         ("vfio_pci_core", False, False),
+        ("../x_vfio_pci", False, False),
     ],
     ids=[
         "vfio-pci",
@@ -159,6 +160,7 @@ def test_group_viability_follows_the_kernels_dma_ownership_rule(
         "nvidia",
         "vfio-core",
         "vfio-pci-core-library",
+        "not-a-module-name",
     ],
 )
 def test_vfio_and_group_safe_drivers(driver: str, vfio: bool, group_safe: bool) -> None:

@@ -19,8 +19,8 @@ VFIO_PCI = "vfio-pci"
 # mlx5_vfio_pci, hisi_acc_vfio_pci, nvgrace_gpu_vfio_pci, pds_vfio_pci, qat_vfio_pci,
 # virtio_vfio_pci in 6.12. Each registers the function with VFIO as vfio-pci does (a
 # /dev/vfio/<group> node, a vfio-dev entry), and each names itself after its module, so
-# every one ends in this suffix.
-VFIO_VARIANT_SUFFIX = "_vfio_pci"
+# every one is a module name ending in _vfio_pci.
+_VFIO_VARIANT = re.compile(r"[a-z0-9_]+_vfio_pci")
 # The other drivers a group member may stay on while VFIO opens its group. Since Linux 5.19 a
 # bound driver claims the group's DMA ownership unless it declares driver_managed_dma, as the
 # VFIO drivers, pci-stub and pcieport do; any other driver blocks, a host bridge's or an
@@ -31,7 +31,9 @@ GROUP_SAFE_DRIVERS = frozenset(("pci-stub", "pcieport"))
 
 def is_vfio_driver(driver: str | None) -> bool:
     """vfio-pci or a vendor's variant of it (mlx5_vfio_pci, nvgrace_gpu_vfio_pci, ...)."""
-    return driver is not None and (driver == VFIO_PCI or driver.endswith(VFIO_VARIANT_SUFFIX))
+    return driver is not None and (
+        driver == VFIO_PCI or _VFIO_VARIANT.fullmatch(driver) is not None
+    )
 
 
 def is_group_safe(driver: str) -> bool:
