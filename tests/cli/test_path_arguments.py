@@ -53,6 +53,8 @@ CASES = {
     "kubelet-sim-plugin-dir-under-file": f"{SIM} --plugin-dir {{file}}/x",
     "kubelet-sim-pod-resources-socket-dir": f"{SIM} --plugin-dir {{dir}} "
     "--pod-resources-socket {dir}",
+    "kubelet-sim-pod-resources-socket-file": f"{SIM} --plugin-dir {{dir}} "
+    "--pod-resources-socket {file}",
     "kubelet-sim-pod-resources-socket-under-file": f"{SIM} --plugin-dir {{dir}} "
     "--pod-resources-socket {file}/x",
     "kubelet-sim-script-missing": f"{SIM} --plugin-dir {{dir}} --script {{missing}}",

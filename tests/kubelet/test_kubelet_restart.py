@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +78,38 @@ async def test_refuses_a_directory_a_kubelet_serves(sim: KubeletSimulator) -> No
     with pytest.raises(BadInputError, match="a kubelet already listens there"):
         await second.start()
     assert sim.kubelet_socket.is_socket(), "the running kubelet's socket is untouched"
+
+
+async def test_refuses_a_pod_resources_socket_a_kubelet_serves(sim: KubeletSimulator) -> None:
+    assert sim.pod_resources_socket is not None
+    second = KubeletSimulator(sim.plugin_dir.parent / "other", sim.pod_resources_socket)
+    try:
+        with pytest.raises(BadInputError, match="a kubelet already listens there"):
+            await second.start()
+    finally:
+        await second.stop()
+    assert sim.pod_resources_socket.is_socket(), "the running kubelet's socket is untouched"
+
+
+async def test_refuses_a_pod_resources_path_that_is_no_socket(sockdir: Path) -> None:
+    kept = sockdir / "notes.txt"
+    kept.write_text("not a socket\n")
+    simulator = KubeletSimulator(sockdir / "plugins", pod_resources_socket=kept)
+    try:
+        with pytest.raises(BadInputError, match="not a unix socket"):
+            await simulator.start()
+    finally:
+        await simulator.stop()
+    assert kept.read_text() == "not a socket\n"
+
+
+async def test_replaces_a_stale_pod_resources_socket(sockdir: Path) -> None:
+    stale = sockdir / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as left_behind:
+        left_behind.bind(str(stale))
+    simulator = KubeletSimulator(sockdir / "plugins", pod_resources_socket=stale)
+    await simulator.start()
+    try:
+        assert stale.is_socket()
+    finally:
+        await simulator.stop()

@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -131,6 +132,8 @@ class KubeletSimulator:
                 f"{self.kubelet_socket}: a kubelet already listens there; "
                 "the simulator would delete its plugins' sockets"
             )
+        if self.pod_resources_socket is not None:
+            _require_replaceable_socket(self.pod_resources_socket)
         ensure_directory(self.plugin_dir, "the device plugin directory")
         self._remove_plugin_dir_files()
         try:
@@ -478,6 +481,21 @@ class KubeletSimulator:
                 if container.start_error:
                     self._bump()
                     break
+
+
+def _require_replaceable_socket(path: Path) -> None:
+    """Raise BadInputError unless path is missing or a stale unix socket: listening there
+    replaces the file, which must be neither a user's file nor a live kubelet's socket."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise BadInputError(f"cannot use {path} as a socket: {err.strerror or err}") from err
+    if not stat.S_ISSOCK(mode):
+        raise BadInputError(f"cannot use {path} as a socket: not a unix socket")
+    if _listening(path):
+        raise BadInputError(f"{path}: a kubelet already listens there")
 
 
 def _listening(path: Path) -> bool:
