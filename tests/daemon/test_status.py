@@ -65,6 +65,11 @@ async def test_missing_socket(tmp_path: Path) -> None:
         await list_pod_devices(tmp_path / "nope.sock")
 
 
+async def test_socket_path_that_cannot_be_looked_up(tmp_path: Path) -> None:
+    with pytest.raises(PodResourcesUnavailable, match="File name too long"):
+        await list_pod_devices(tmp_path / ("x" * 300))
+
+
 async def test_socket_that_does_not_answer(sockdir: Path) -> None:
     path = sockdir / "dead.sock"
     path.write_text("")  # a file, not a listening socket

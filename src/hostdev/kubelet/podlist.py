@@ -71,8 +71,13 @@ async def list_pod_devices(
 ) -> list[PodDevice]:
     """Ask the kubelet which devices pods hold (raises PodResourcesUnavailable)."""
     path = Path(socket_path)
-    if not path.exists():
-        raise PodResourcesUnavailable(f"PodResources socket {path} does not exist")
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise PodResourcesUnavailable(f"PodResources socket {path} does not exist") from err
+    except OSError as err:  # no permission on a directory above it, a name too long
+        reason = err.strerror or err
+        raise PodResourcesUnavailable(f"PodResources socket {path}: {reason}") from err
     try:
         target = f"unix://{path.absolute()}"
         async with grpc.aio.insecure_channel(target, options=OWN_CONNECTION) as channel:
