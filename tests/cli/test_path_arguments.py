@@ -78,11 +78,16 @@ CASES = {
     "mdev-apply-node-labels-invalid-yaml": f"{LABELS} {{invalid}}",
     "example-into-file": "example gpu-node {file}",
     "example-under-file": "example gpu-node {file}/x",
+    "example-name-too-long": "example gpu-node {long}",
     "list-sysfs-root-missing": "list --sysfs-root {missing}",
     "list-sysfs-root-file": "list --sysfs-root {file}",
+    "list-sysfs-root-name-too-long": "list --sysfs-root {long}",
+    "list-host-root-name-too-long": "list --host-root {long}",
     "doctor-host-root-under-file": "doctor --host-root {file}/x",
     "list-dev-root-missing": "list --host-root {host} --dev-root {missing}",
     "list-proc-root-file": "list --host-root {host} --proc-root {file}",
+    "list-dev-root-name-too-long": "list --host-root {host} --dev-root {long}",
+    "doctor-proc-root-name-too-long": "doctor --host-root {host} --proc-root {long}",
     "doctor-proc-root-missing": "doctor --host-root {host} --proc-root {missing}",
     "status-dev-root-under-file": "status --host-root {host} --dev-root {file}/x",
     "bind-dev-root-missing": "bind 0000:3b:00.0 --dry-run --host-root {host} --dev-root {missing}",
@@ -98,7 +103,7 @@ CASES = {
 def paths() -> Iterator[dict[str, str]]:
     """The placeholders' paths, in a short directory (unix socket paths are limited)."""
     root = Path(tempfile.mkdtemp(prefix="hdp", dir="/tmp"))
-    made = {"host": str(vgpu_node(root / "host").root)}
+    made = {"host": str(vgpu_node(root / "host").root), "long": str(root / ("x" * 300))}
     for name, content in PATHS.items():
         path = root / name
         if name == "dir":

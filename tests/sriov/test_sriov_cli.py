@@ -395,3 +395,19 @@ def test_set_with_bind_and_an_unusable_state_file_writes_nothing(
     assert code == 2
     assert err.startswith(f"error: cannot use the state file {tmp_path}/file/state.json")
     assert kernel.writes == []
+
+
+def test_set_with_a_state_file_that_cannot_be_looked_up_writes_nothing(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    nvme: FakeHost,
+    tmp_path: Path,
+) -> None:
+    kernel = fake_kernel(monkeypatch, nvme)
+    state_file = tmp_path / ("x" * 300)
+    monkeypatch.setenv("HOSTDEV_STATE_FILE", str(state_file))
+    code, _, err = run(capsys, nvme, "sriov", "set", NVME_PF, "2")
+    assert code == 2
+    assert err.startswith(f"error: cannot use the state file {state_file}")
+    assert len(err.splitlines()) == 1 and "File name too long" in err
+    assert kernel.writes == []

@@ -95,6 +95,16 @@ class StateFile:
         self.records: dict[str, DeviceRecord] = {}
         self.noiommu: NoiommuRecord | None = None
 
+    def exists(self) -> bool:
+        """Whether the file is there; a location that cannot be looked up is StateFileError."""
+        try:
+            self.path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as err:
+            raise _unusable(self.path, "cannot look it up", err) from err
+        return True
+
     @classmethod
     def read(cls, path: Path) -> StateFile:
         """The records as they are now, without the lock: for a dry run, which saves nothing."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from pathlib import Path
 
 from hostdev.errors import BadInputError
 from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
+from hostdev.userfiles import stat_or_none
 
 
 def add_host_flags(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +54,11 @@ def host_fs(args: argparse.Namespace) -> HostFS:
 def _require_directory(root: str | None, flag: str) -> None:
     """Raise BadInputError when a root named explicitly is not a directory (a missing
     /dev/vfio inside an existing /dev root is normal and left to the readers)."""
-    if root and not Path(root).is_dir():
-        what = "not a directory" if Path(root).exists() else "no such directory"
+    if not root:
+        return
+    found = stat_or_none(Path(root), flag)
+    if found is None or not stat.S_ISDIR(found.st_mode):
+        what = "not a directory" if found else "no such directory"
         raise BadInputError(f"{flag} {root}: {what}")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import stat
 from pathlib import Path
 from typing import Any
 
 from hostdev.errors import BadInputError
 from hostdev.testing.examples import EXAMPLES, build_example
+from hostdev.userfiles import stat_or_none
 
 
 def register(subparsers: Any) -> None:
@@ -23,9 +25,10 @@ def register(subparsers: Any) -> None:
 def run_example(args: argparse.Namespace) -> int:
     """Build the example host and say how to use it."""
     root = Path(args.directory)
-    if root.exists() and not root.is_dir():
+    found = stat_or_none(root, "the example host's directory")
+    if found and not stat.S_ISDIR(found.st_mode):
         raise BadInputError(f"{root} is not a directory")
-    if root.exists() and any(root.iterdir()):
+    if found and any(root.iterdir()):
         raise BadInputError(f"{root} is not empty")
     try:
         build_example(args.name, root)

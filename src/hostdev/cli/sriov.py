@@ -209,11 +209,11 @@ def _state_locked(args: argparse.Namespace) -> Iterator[StateFile | None]:
     removed VFs to forget); otherwise None."""
     from hostdev.binding.state import StateFile
 
-    path = _state_file(args)
-    if not (args.bind and args.count) and not path.exists():
+    state_file = StateFile(_state_file(args))
+    if not (args.bind and args.count) and not state_file.exists():
         yield None
         return
-    with StateFile(path).locked(say_waiting_for_lock) as state:
+    with state_file.locked(say_waiting_for_lock) as state:
         yield state
 
 

@@ -36,7 +36,11 @@ class HostFS:
 
     def check(self) -> None:
         """Raise HostReadError when the sysfs root does not look like sysfs at all."""
-        if not (self.sys_root / "bus" / "pci").is_dir():
+        try:
+            is_sysfs = (self.sys_root / "bus" / "pci").is_dir()
+        except OSError as err:  # is_dir() says False only for a missing path
+            raise HostReadError(f"cannot read {self.sys_root}: {err.strerror or err}") from err
+        if not is_sysfs:
             raise HostReadError(f"{self.sys_root} is not a sysfs root: no bus/pci directory")
 
     def sys(self, *parts: str) -> str:
