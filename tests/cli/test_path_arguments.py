@@ -149,6 +149,40 @@ def test_a_wrong_path_is_one_error_line(
     assert lines[0].startswith("error: ")
 
 
+EMPTY_PATH_CASES = {
+    "kubelet-sim-plugin-dir": ["kubelet-sim", "--duration", "0", "--plugin-dir", ""],
+    "kubelet-sim-pod-resources-socket": [
+        *SIM.split(),
+        "--plugin-dir",
+        "{dir}",
+        "--pod-resources-socket",
+        "",
+    ],
+    "kubelet-sim-script": [*SIM.split(), "--plugin-dir", "{dir}", "--script", ""],
+    "inspect-socket": ["inspect", "--socket", ""],
+    "serve-plugin-dir": [*SERVE.split(), "--plugin-dir", ""],
+}
+
+
+@pytest.mark.parametrize("argv", EMPTY_PATH_CASES.values(), ids=EMPTY_PATH_CASES.keys())
+def test_an_empty_path_is_a_usage_error_not_the_working_directory(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    paths: dict[str, str],
+    argv: list[str],
+) -> None:
+    """ "" would be the working directory, whose files kubelet-sim deletes like a kubelet."""
+    workdir = Path(paths["dir"]) / "work"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("kept\n")
+    monkeypatch.chdir(workdir)
+    with pytest.raises(SystemExit) as exit_:
+        main([word.format(**paths) for word in argv])
+    assert exit_.value.code == 2
+    assert "an empty path" in capsys.readouterr().err
+    assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt"]
+
+
 def test_a_dev_root_without_vfio_is_no_error(
     capsys: pytest.CaptureFixture[str], paths: dict[str, str]
 ) -> None:

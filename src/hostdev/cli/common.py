@@ -39,6 +39,19 @@ def add_host_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def non_empty_path(text: str) -> str:
+    """An argparse type for a path kept as text: "" is refused rather than taken as the
+    working directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (give . for the working directory)")
+    return text
+
+
+def path_argument(text: str) -> Path:
+    """An argparse type for a Path: "" is refused rather than taken as the working directory."""
+    return Path(non_empty_path(text))
+
+
 def host_fs(args: argparse.Namespace) -> HostFS:
     """The HostFS named by the flags; explicit roots override --host-root."""
     _require_directory(args.dev_root, "--dev-root")

@@ -12,9 +12,9 @@ import argparse
 import asyncio
 import signal
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
+from hostdev.cli.common import path_argument
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.errors import BadInputError
 from hostdev.kubelet import devicemanager
@@ -33,11 +33,15 @@ def register(subparsers: Any) -> None:
         description="Serve the kubelet's device plugin Registration API and show node capacity.",
     )
     sim.add_argument(
-        "--plugin-dir", required=True, type=Path, help="device plugin socket directory"
+        "--plugin-dir", required=True, type=path_argument, help="device plugin socket directory"
     )
-    sim.add_argument("--pod-resources-socket", type=Path, help="also serve PodResources v1 here")
+    sim.add_argument(
+        "--pod-resources-socket", type=path_argument, help="also serve PodResources v1 here"
+    )
     sim.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C)")
-    sim.add_argument("--script", type=Path, help="YAML steps to play (then exit unless --duration)")
+    sim.add_argument(
+        "--script", type=path_argument, help="YAML steps to play (then exit unless --duration)"
+    )
     sim.set_defaults(handler=run_kubelet_sim)
 
     insp = subparsers.add_parser(
@@ -45,7 +49,9 @@ def register(subparsers: Any) -> None:
         help="show what a device plugin socket advertises",
         description="Dial a device plugin socket; print its options and first device list.",
     )
-    insp.add_argument("--socket", required=True, type=Path, help=f"e.g. {DEVICE_PLUGIN_DIR}/x.sock")
+    insp.add_argument(
+        "--socket", required=True, type=path_argument, help=f"e.g. {DEVICE_PLUGIN_DIR}/x.sock"
+    )
     insp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
     add_output_flag(insp)
     insp.set_defaults(handler=run_inspect)

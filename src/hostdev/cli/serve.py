@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hostdev.cli.allocation import add_allocation_flags, allocation_parts
-from hostdev.cli.common import add_host_flags, host_fs
+from hostdev.cli.common import add_host_flags, host_fs, non_empty_path
 from hostdev.cli.liveflags import add_live_flags, live_options, setup_logging
 from hostdev.config import DEFAULT_CONFIG, Config, load_config
 from hostdev.kubelet import constants
@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_host_flags(parser)
     parser.add_argument(
         "--plugin-dir",
+        type=non_empty_path,
         default=constants.DEVICE_PLUGIN_DIR,
         help=f"kubelet device plugin directory (default {constants.DEVICE_PLUGIN_DIR})",
     )
