@@ -59,8 +59,12 @@ class MdevConfig:
 def parse_mdev_config(data: object, file: str = "config") -> MdevConfig:
     """Validate the block as KubeVirt writes it (also inside a HyperConverged spec)."""
     block = _unwrap(data, file)
-    if block is None:
-        return MdevConfig()
+    if block is None or block == {}:  # an empty file too: removing every mdev must be said
+        raise ConfigError(
+            file,
+            "mediatedDevicesConfiguration",
+            "empty: give mediatedDevicesTypes: [] to remove every mdev",
+        )
     if not isinstance(block, Mapping):
         raise ConfigError(file, "mediatedDevicesConfiguration", "must be a mapping")
     unknown = sorted(set(map(str, block)) - {*_TYPE_KEYS, "nodeMediatedDeviceTypes"})

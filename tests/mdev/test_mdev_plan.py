@@ -328,5 +328,15 @@ def test_config_errors(data: object, field: str, reason: str) -> None:
     assert reason in err.value.reason
 
 
-def test_empty_config() -> None:
-    assert parse_mdev_config(None) == MdevConfig()
+@pytest.mark.parametrize(
+    "data",
+    [None, {}, {"mediatedDevicesConfiguration": None}, {"mediatedDevicesConfiguration": {}}],
+    ids=["empty-file", "empty-mapping", "null-block", "empty-block"],
+)
+def test_an_empty_config_is_an_error_not_a_removal_of_every_mdev(data: object) -> None:
+    with pytest.raises(ConfigError, match="empty: give mediatedDevicesTypes: \\[\\] to remove"):
+        parse_mdev_config(data)
+
+
+def test_an_explicit_empty_type_list_removes_every_mdev() -> None:
+    assert parse_mdev_config({"mediatedDevicesTypes": []}) == MdevConfig()
