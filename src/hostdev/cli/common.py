@@ -1,9 +1,11 @@
-"""Flags and helpers shared by the command modules: host roots, pci.ids, loading a Host."""
+"""Flags and helpers shared by the command modules: host roots, pci.ids, durations, loading
+a Host."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -12,6 +14,19 @@ from hostdev.host.fs import HostFS
 from hostdev.host.model import Host
 from hostdev.host.scan import scan_host
 from hostdev.userfiles import stat_or_none
+
+_DURATION = re.compile(r"(?P<value>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s|m|h)?")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "60", "30s", "1.5m", "500ms" or "1h" (argparse type; 0 allowed)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use seconds or a number with ms, s, m or h"
+        )
+    return float(match["value"]) * _UNIT_S[match["unit"] or "s"]
 
 
 def add_host_flags(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any, TextIO
 
-from hostdev.cli.common import path_argument
+from hostdev.cli.common import parse_duration, path_argument
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.errors import BadInputError
 from hostdev.kubelet import devicemanager
@@ -38,7 +38,11 @@ def register(subparsers: Any) -> None:
     sim.add_argument(
         "--pod-resources-socket", type=path_argument, help="also serve PodResources v1 here"
     )
-    sim.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C)")
+    sim.add_argument(
+        "--duration",
+        type=parse_duration,
+        help="stop after this long: seconds, or 500ms, 30s, 5m, 1h (default: until Ctrl-C)",
+    )
     sim.add_argument(
         "--script", type=path_argument, help="YAML steps to play (then exit unless --duration)"
     )
@@ -52,7 +56,9 @@ def register(subparsers: Any) -> None:
     insp.add_argument(
         "--socket", required=True, type=path_argument, help=f"e.g. {DEVICE_PLUGIN_DIR}/x.sock"
     )
-    insp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
+    insp.add_argument(
+        "--timeout", type=parse_duration, default=DEFAULT_TIMEOUT_S, help="how long to wait (5s)"
+    )
     add_output_flag(insp)
     insp.set_defaults(handler=run_inspect)
 

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hostdev.cli.common import parse_duration
 from hostdev.daemon.logs import add_log_flags, configure_logging
 
 if TYPE_CHECKING:
     from hostdev.daemon.live import LiveOptions
 
 DEFAULT_RESCAN_INTERVAL_S = 60.0
-_DURATION = re.compile(r"^(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from "60", "30s", "1.5m", "500ms" or "1h" (argparse type; 0 allowed)."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use seconds or a number with ms, s, m or h"
-        )
-    return float(match["value"]) * _UNIT_S[match["unit"] or "s"]
 
 
 def add_live_flags(parser: argparse.ArgumentParser) -> None:

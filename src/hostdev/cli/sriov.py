@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hostdev.cli.common import add_host_flags, load_host
+from hostdev.cli.common import add_host_flags, load_host, parse_duration
 from hostdev.cli.output import add_output_flag, dump, table
 from hostdev.cli.writing import add_dry_run_flag, say_waiting_for_lock, writer_for
 from hostdev.host.model import is_vfio_driver
@@ -58,11 +58,11 @@ def register(subparsers: Any) -> None:
     )
     setter.add_argument(
         "--timeout",
-        type=float,
+        type=parse_duration,
         default=30.0,
         help="seconds to wait for the VFs and their drivers (default 30)",
     )
-    setter.add_argument("--settle", type=float, default=1.0, help=argparse.SUPPRESS)
+    setter.add_argument("--settle", type=parse_duration, default=1.0, help=argparse.SUPPRESS)
     setter.add_argument(
         "--state-file",
         type=Path,
