@@ -33,10 +33,11 @@ def test_what_is_no_duration(text: str) -> None:
     "argv",
     [
         ("kubelet-sim", "--plugin-dir", "/nonexistent", "--duration", "nan"),
+        ("kubelet-sim", "--plugin-dir", "/nonexistent", "--duration", "-1"),
         ("inspect", "--socket", "/nonexistent.sock", "--timeout", "inf"),
         ("sriov", "set", "enp4s0f0", "2", "--timeout", "nan"),
     ],
-    ids=["kubelet-sim-duration", "inspect-timeout", "sriov-set-timeout"],
+    ids=["kubelet-sim-duration", "kubelet-sim-negative", "inspect-timeout", "sriov-set-timeout"],
 )
 def test_a_time_that_is_no_duration_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]

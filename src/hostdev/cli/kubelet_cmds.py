@@ -65,8 +65,6 @@ def register(subparsers: Any) -> None:
 
 def run_kubelet_sim(args: argparse.Namespace) -> int:
     """Handler of `hostdev kubelet-sim`."""
-    if args.duration is not None and args.duration < 0:
-        raise BadInputError("--duration must be >= 0")
     steps = load_script(args.script) if args.script else None
     sim = KubeletSimulator(args.plugin_dir, pod_resources_socket=args.pod_resources_socket)
     return asyncio.run(_simulate(sim, steps, args.duration, sys.stdout))
